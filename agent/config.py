@@ -1,0 +1,354 @@
+"""Typed, frozen settings loaded from TOML, with every problem reported at once.
+
+Each ``[section]`` is a frozen dataclass; a field's type annotation is its schema and
+an optional ``check`` in the field's metadata validates its value. Unknown keys are
+errors (a typo must never silently fall back to a default on a door controller).
+Relative paths are taken relative to the config file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from agent.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/gate-agent/config.toml")
+CONFIG_ENV = "GATE_AGENT_CONFIG"
+
+Check = Callable[[Any], str | None]
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else f"must be greater than 0, got {value}"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else f"must be 0 or more, got {value}"
+
+
+def _bcm_pin(value: int | None) -> str | None:
+    if value is None or 0 <= value <= 27:
+        return None
+    return f"must be a BCM GPIO number from 0 to 27, got {value}"
+
+
+def _existing_dir(value: Path | None) -> str | None:
+    if value is None or value.is_dir():
+        return None
+    return f"{value} does not exist or is not a folder"
+
+
+def _existing_file(value: Path | None) -> str | None:
+    if value is None or value.is_file():
+        return None
+    return f"{value} does not exist or is not a file"
+
+
+def _identifier(value: str) -> str | None:
+    bad = set("/+#") & set(value)
+    if not value.strip():
+        return "must not be empty"
+    if bad:
+        return f"must not contain {''.join(sorted(bad))} (it becomes part of MQTT topics)"
+    return None
+
+
+def _port(value: int) -> str | None:
+    return None if 1 <= value <= 65535 else f"must be a TCP port 1-65535, got {value}"
+
+
+def opt(default: Any = dataclasses.MISSING, check: Check | None = None) -> Any:
+    """A config field with an optional validator; no default means the key is required."""
+    return field(default=default, metadata={"check": check} if check else {})
+
+
+@dataclass(frozen=True)
+class GateSection:
+    site: str = opt(check=_identifier)
+    id: str = opt(check=_identifier)
+
+
+@dataclass(frozen=True)
+class TrustSection:
+    keys_dir: Path = opt(check=_existing_dir)
+    ops_keys_dir: Path = opt(check=_existing_dir)
+
+
+@dataclass(frozen=True)
+class PolicySection:
+    accept_static: bool = opt(False)
+    presentation_window_s: int = opt(30, _positive)
+    # Tolerated difference between the phone's clock and ours for presentations.
+    clock_skew_s: int = opt(5, _non_negative)
+    # Revocation list older than this raises an alarm (and denies, if on_stale = "deny").
+    revocations_max_age_h: float = opt(72.0, _positive)
+    on_stale_revocations: Literal["alarm", "deny"] = opt("alarm")
+    # What to do when the system clock is not known to be synchronised.
+    on_untrusted_clock: Literal["deny", "allow"] = opt("deny")
+    # Denied scans allowed per gate per minute before further scans are rate_limited.
+    denials_per_minute: int = opt(20, _positive)
+
+
+@dataclass(frozen=True)
+class StateSection:
+    dir: Path = opt(Path("/var/lib/gate-agent"))
+    outbox_capacity: int = opt(200_000, _positive)
+    retention_days: int = opt(90, _positive)
+
+
+@dataclass(frozen=True)
+class DoorSection:
+    relay_pin: int = opt(17, _bcm_pin)
+    relay_active_high: bool = opt(True)
+    unlock_s: float = opt(3.0, _positive)
+    contact_pin: int | None = opt(None, _bcm_pin)
+    # Level of the contact input when the door is open (reed switch to ground + pull-up: true).
+    contact_open_high: bool = opt(True)
+    exit_pin: int | None = opt(None, _bcm_pin)
+    tamper_pin: int | None = opt(None, _bcm_pin)
+    fire_pin: int | None = opt(None, _bcm_pin)
+    inputs_pull_up: bool = opt(True)
+    bounce_s: float = opt(0.05, _non_negative)
+    held_open_s: float = opt(30.0, _positive)
+
+
+@dataclass(frozen=True)
+class IndicatorsSection:
+    green_pin: int | None = opt(None, _bcm_pin)
+    red_pin: int | None = opt(None, _bcm_pin)
+    buzzer_pin: int | None = opt(None, _bcm_pin)
+    active_high: bool = opt(True)
+
+
+@dataclass(frozen=True)
+class ScannerSection:
+    kind: Literal["camera", "serial", "none"] = opt("camera")
+    # The same code seen again within this window is one scan, not one per frame.
+    dedupe_s: float = opt(3.0, _non_negative)
+
+
+@dataclass(frozen=True)
+class CameraSection:
+    device: int | str = opt(0)
+    width: int = opt(1280, _positive)
+    height: int = opt(720, _positive)
+    fps: int = opt(15, _positive)
+    backend: Literal["opencv", "picamera2"] = opt("opencv")
+    decoder: Literal["auto", "zxing", "pyzbar"] = opt("auto")
+
+
+@dataclass(frozen=True)
+class SerialSection:
+    port: str = opt("/dev/ttyACM0")
+    baud: int = opt(9600, _positive)
+    terminator: Literal["cr", "lf", "crlf", "any"] = opt("any")
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    url: str = opt()
+    ca_file: Path | None = opt(None, _existing_file)
+    cert_file: Path | None = opt(None, _existing_file)
+    key_file: Path | None = opt(None, _existing_file)
+    username: str | None = opt(None)
+    password_file: Path | None = opt(None, _existing_file)
+    keepalive_s: int = opt(30, _positive)
+    # Events published and not yet acknowledged by the broker, at most.
+    inflight: int = opt(100, _positive)
+
+
+@dataclass(frozen=True)
+class Config:
+    gate: GateSection
+    trust: TrustSection
+    policy: PolicySection = field(default_factory=PolicySection)
+    state: StateSection = field(default_factory=StateSection)
+    door: DoorSection = field(default_factory=DoorSection)
+    indicators: IndicatorsSection = field(default_factory=IndicatorsSection)
+    scanner: ScannerSection = field(default_factory=ScannerSection)
+    camera: CameraSection = field(default_factory=CameraSection)
+    serial: SerialSection = field(default_factory=SerialSection)
+    mqtt: MqttSection | None = None
+    path: Path | None = None
+
+    def pins(self) -> dict[str, int]:
+        """Every configured GPIO pin by its dotted config key."""
+        used: dict[str, int] = {}
+        for section in ("door", "indicators"):
+            for f in dataclasses.fields(getattr(self, section)):
+                value = getattr(getattr(self, section), f.name)
+                if f.name.endswith("_pin") and value is not None:
+                    used[f"{section}.{f.name}"] = value
+        return used
+
+
+def resolve_config_path(cli_value: str | None) -> Path:
+    """``--config``, else ``$GATE_AGENT_CONFIG``, else /etc/gate-agent/config.toml."""
+    if cli_value:
+        return Path(cli_value)
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else DEFAULT_CONFIG_PATH
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path} does not exist: copy config.example.toml there, or pass --config FILE",
+            str(path),
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", str(path)) from None
+    return config_from_mapping(raw, base_dir=path.resolve().parent, path=path)
+
+
+def config_from_mapping(raw: Mapping[str, Any], base_dir: Path, path: Path | None = None) -> Config:
+    """Validate an already-parsed TOML table (also used for the embedded demo config)."""
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    hints = typing.get_type_hints(Config)
+    known = {f.name for f in dataclasses.fields(Config)} - {"path"}
+    for key in raw:
+        if key not in known:
+            problems.append(f"{key}: unknown section (known: {', '.join(sorted(known))})")
+    for f in dataclasses.fields(Config):
+        if f.name == "path":
+            continue
+        section_cls = _dataclass_in(hints[f.name])
+        table = raw.get(f.name)
+        if table is None:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                problems.append(f"{f.name}: missing section [{f.name}]")
+            continue
+        if not isinstance(table, Mapping):
+            problems.append(f"{f.name}: must be a table [{f.name}]")
+            continue
+        built = _build_section(section_cls, table, f.name, base_dir, problems)
+        if built is not None:
+            values[f.name] = built
+    if problems:
+        raise ConfigError(problems, str(path) if path else None)
+    config = Config(**values, path=path)
+    _check_pins(config, problems)
+    if problems:
+        raise ConfigError(problems, str(path) if path else None)
+    return config
+
+
+def _dataclass_in(annotation: Any) -> type:
+    for candidate in typing.get_args(annotation) or (annotation,):
+        if dataclasses.is_dataclass(candidate):
+            return candidate  # type: ignore[return-value]
+    raise TypeError(f"no dataclass in {annotation!r}")
+
+
+def _build_section(
+    cls: type, table: Mapping[str, Any], prefix: str, base_dir: Path, problems: list[str]
+) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    before = len(problems)
+    for key in table:
+        if key not in fields:
+            problems.append(f"{prefix}.{key}: unknown key (known: {', '.join(fields)})")
+    for name, f in fields.items():
+        dotted = f"{prefix}.{name}"
+        if name not in table:
+            if f.default is dataclasses.MISSING:
+                problems.append(f"{dotted}: missing")
+            continue
+        ok, value = _coerce(table[name], hints[name], base_dir)
+        if not ok:
+            problems.append(f"{dotted}: {value}")
+            continue
+        check = f.metadata.get("check")
+        message = check(value) if check else None
+        if message:
+            problems.append(f"{dotted}: {message}")
+            continue
+        kwargs[name] = value
+    if len(problems) > before:
+        return None
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, annotation: Any, base_dir: Path) -> tuple[bool, Any]:
+    """Return (True, converted) or (False, message saying what was expected)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        for option in options:
+            if option is type(None):
+                continue
+            ok, converted = _coerce(value, option, base_dir)
+            if ok:
+                return True, converted
+        names = " or ".join(_type_name(o) for o in options if o is not type(None))
+        return False, f"expected {names}, got {_describe(value)}"
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if value in choices:
+            return True, value
+        return False, f"expected one of {', '.join(map(repr, choices))}, got {_describe(value)}"
+    if annotation is bool:
+        return (
+            (True, value)
+            if isinstance(value, bool)
+            else (False, f"expected true or false, got {_describe(value)}")
+        )
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return True, value
+        return False, f"expected a whole number, got {_describe(value)}"
+    if annotation is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return True, float(value)
+        return False, f"expected a number, got {_describe(value)}"
+    if annotation is str:
+        return (
+            (True, value)
+            if isinstance(value, str)
+            else (False, f"expected a string, got {_describe(value)}")
+        )
+    if annotation is Path:
+        if not isinstance(value, str) or not value:
+            return False, f"expected a path string, got {_describe(value)}"
+        path = Path(value).expanduser()
+        return True, path if path.is_absolute() else (base_dir / path)
+    raise TypeError(f"config schema uses unsupported type {annotation!r}")
+
+
+def _type_name(annotation: Any) -> str:
+    return {
+        bool: "true/false",
+        int: "a whole number",
+        float: "a number",
+        str: "a string",
+        Path: "a path",
+    }.get(annotation, str(annotation))
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _check_pins(config: Config, problems: list[str]) -> None:
+    owner: dict[int, str] = {}
+    for key, pin in config.pins().items():
+        if pin in owner:
+            problems.append(f"{key}: pin {pin} is already used by {owner[pin]}")
+        else:
+            owner[pin] = key

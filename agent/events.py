@@ -1,0 +1,40 @@
+"""Typed events that threads put on the controller's queue (the only way in)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scan:
+    text: str
+    method: str  # camera | serial | sim | verify
+    at: float  # wall-clock Unix seconds when the code was read
+    mono: float  # monotonic seconds when read, for scan-to-unlock latency
+
+
+@dataclass(frozen=True)
+class DoorInput:
+    kind: str  # contact_open | contact_closed | exit | tamper | tamper_clear | fire | fire_clear
+    at: float
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message from the centre, still unverified bytes."""
+
+    kind: str  # revocations_full | revocations_delta | cmd | time
+    payload: bytes
+    retained: bool = False
+
+
+@dataclass(frozen=True)
+class Acked:
+    """The broker acknowledged these outbox sequence numbers."""
+
+    seqs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Stop:
+    reason: str

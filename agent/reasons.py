@@ -1,0 +1,62 @@
+"""Stable, machine-readable reason codes for every gate decision.
+
+These strings are a public contract (INTERFACE.md): scripts, the centre and the
+indicator patterns key on them. Add codes freely; never change a code's meaning.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    OK = "ok"
+    NO_CODE = "no_code"
+    MALFORMED = "malformed"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNKNOWN_KEY = "unknown_key"
+    BAD_SIGNATURE = "bad_signature"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    WRONG_SCOPE = "wrong_scope"
+    REVOKED = "revoked"
+    HOLDER_REQUIRED = "holder_required"
+    PRESENTATION_EXPIRED = "presentation_expired"
+    REPLAYED = "replayed"
+    CLOCK_UNTRUSTED = "clock_untrusted"
+    LOCKDOWN = "lockdown"
+    RATE_LIMITED = "rate_limited"
+    REVOCATIONS_STALE = "revocations_stale"
+    INTERNAL_ERROR = "internal_error"
+
+
+class DenialClass(StrEnum):
+    """What a courier at the door can do about a refusal; drives LED/buzzer patterns."""
+
+    GRANTED = "granted"
+    INVALID = "invalid"  # not a credential we can prove: get a fresh code from the app
+    EXPIRED = "expired"  # credential or presentation too old: refresh the code
+    REVOKED = "revoked"  # access withdrawn: call the centre
+    WRONG_GATE = "wrong_gate"  # valid, but not for this gate
+    REPLAYED = "replayed"  # screenshot or second use: show the live code
+    UNAVAILABLE = "unavailable"  # gate cannot decide now (lockdown, clock, rate limit)
+
+
+_CLASS_OF: dict[Reason, DenialClass] = {
+    Reason.OK: DenialClass.GRANTED,
+    Reason.EXPIRED: DenialClass.EXPIRED,
+    Reason.NOT_YET_VALID: DenialClass.EXPIRED,
+    Reason.PRESENTATION_EXPIRED: DenialClass.EXPIRED,
+    Reason.REVOKED: DenialClass.REVOKED,
+    Reason.WRONG_SCOPE: DenialClass.WRONG_GATE,
+    Reason.REPLAYED: DenialClass.REPLAYED,
+    Reason.CLOCK_UNTRUSTED: DenialClass.UNAVAILABLE,
+    Reason.LOCKDOWN: DenialClass.UNAVAILABLE,
+    Reason.RATE_LIMITED: DenialClass.UNAVAILABLE,
+    Reason.REVOCATIONS_STALE: DenialClass.UNAVAILABLE,
+}
+
+
+def denial_class(reason: Reason) -> DenialClass:
+    """Map a reason to the signal the courier sees; anything unlisted is ``invalid``."""
+    return _CLASS_OF.get(reason, DenialClass.INVALID)
