@@ -95,6 +95,8 @@ class PolicySection:
     on_untrusted_clock: Literal["deny", "allow"] = opt("deny")
     # Denied scans allowed per gate per minute before further scans are rate_limited.
     denials_per_minute: int = opt(20, _positive)
+    # Standing gate mode; the centre can switch it by command (optionally for a while).
+    mode: Literal["normal", "lockdown", "free"] = opt("normal")
 
 
 @dataclass(frozen=True)
