@@ -117,6 +117,10 @@ class DoorSection:
     exit_pin: int | None = opt(None, _bcm_pin)
     tamper_pin: int | None = opt(None, _bcm_pin)
     fire_pin: int | None = opt(None, _bcm_pin)
+    # Input level when pressed / active (switch to GND + pull-up reads low when closed).
+    exit_active_high: bool = opt(False)
+    tamper_active_high: bool = opt(True)  # enclosure opened releases a switch held to GND
+    fire_active_high: bool = opt(False)  # fire panel contact closes to GND on alarm
     inputs_pull_up: bool = opt(True)
     bounce_s: float = opt(0.05, _non_negative)
     held_open_s: float = opt(30.0, _positive)
@@ -165,6 +169,10 @@ class MqttSection:
     keepalive_s: int = opt(30, _positive)
     # Events published and not yet acknowledged by the broker, at most.
     inflight: int = opt(100, _positive)
+    # Retained status is re-published this often (and on every change the daemon reports).
+    status_interval_s: int = opt(60, _positive)
+    # Reconnect delays double up to this bound, with jitter.
+    reconnect_max_s: float = opt(30.0, _positive)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 CORPUS = SHARED / "corpus" / "zxing-qr"
 
+# Shared fixtures living in their own modules (real Mosquitto broker, ...).
+pytest_plugins = ["tests.broker"]
+
 
 def require(available: bool, what: str, install_hint: str) -> None:
     """Skip locally, fail in CI, when a required component is missing."""

@@ -1,0 +1,166 @@
+"""One MQTT connection: a fresh paho client that never reconnects by itself.
+
+Why not paho's own reconnect: paho keeps QoS 1 messages in memory and re-sends them
+after a reconnect, even ones whose ``publish()`` returned NO_CONN, so an owner that
+re-sends from its durable outbox would send them twice over. Here each connection is
+its own client; when it is lost the client and its memory are dropped, and the owner
+(``SyncService``) reconnects with backoff and jitter and starts again from the outbox.
+
+Callbacks only hand off: each paho callback turns into one ``LinkSignal`` given to the
+owner's ``signal`` callable (a queue put). ``on_publish`` runs under paho's internal
+lock, so nothing here takes a lock of ours or touches storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from agent.errors import GateError
+from agent.sync.broker import BrokerSettings
+
+log = logging.getLogger(__name__)
+
+
+class LinkError(GateError, ConnectionError):
+    """The broker cannot be reached, refused us, or the connection is gone."""
+
+
+@dataclass(frozen=True)
+class LinkSignal:
+    """What the network thread tells the owner; ``generation`` names the connection."""
+
+    kind: Literal["connack", "puback", "lost"]
+    generation: int
+    mid: int = 0
+    ok: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Will:
+    topic: str
+    payload: bytes
+    retain: bool = True
+
+
+MessageHandler = Callable[[str, bytes, bool], None]
+
+
+class Link:
+    """A single MQTT 3.1.1 connection with TCP_NODELAY and a bounded in-flight window."""
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        client_id: str,
+        signal: Callable[[LinkSignal], None],
+        *,
+        generation: int = 0,
+        on_message: MessageHandler | None = None,
+        will: Will | None = None,
+        inflight: int = 100,
+        connect_timeout_s: float = 5.0,
+    ) -> None:
+        self.settings = settings
+        self.generation = generation
+        self._signal = signal
+        self._on_message = on_message
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=True,
+            protocol=paho.MQTTv311,
+            reconnect_on_failure=False,
+        )
+        client.connect_timeout = connect_timeout_s
+        client.max_inflight_messages_set(max(1, inflight))
+        client.max_queued_messages_set(0)
+        if settings.username:
+            client.username_pw_set(settings.username, settings.password)
+        context = settings.ssl_context()
+        if context is not None:
+            client.tls_set_context(context)
+        if will is not None:
+            client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_publish = self._handle_publish
+        client.on_message = self._handle_message
+        self._client = client
+        self._started = False
+
+    def open(self) -> None:
+        """Open TCP (and TLS), send CONNECT and start the network thread.
+
+        Returns before the CONNACK: the owner waits for the ``connack`` signal, and only
+        an accepted CONNACK means connected.
+        """
+        try:
+            self._client.connect(
+                self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s
+            )
+        except (OSError, ValueError) as exc:
+            raise LinkError(
+                f"cannot connect to {self.settings.url}: {exc} "
+                "(check the broker URL, that the broker runs, and the TLS files)"
+            ) from None
+        sock = self._client.socket()
+        if isinstance(sock, socket.socket):
+            # Without it, Nagle + delayed ACK hold small publishes back ~40 ms per round trip.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._client.loop_start()
+        self._started = True
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
+        """Queue one message; return its mid. LinkError when the connection is gone."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise LinkError(f"publish on {topic} failed: {paho.error_string(info.rc)}")
+        return info.mid
+
+    def subscribe(self, filters: list[str], qos: int = 1) -> None:
+        if not filters:
+            return
+        rc, _ = self._client.subscribe([(f, qos) for f in filters])
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise LinkError(f"subscribe failed: {paho.error_string(rc)}")
+
+    def close(self) -> None:
+        """Disconnect cleanly if still connected (no last will) and stop the thread."""
+        with contextlib.suppress(OSError, ValueError):  # already gone
+            self._client.disconnect()
+        if self._started:
+            self._client.loop_stop()
+            self._started = False
+
+    # paho callbacks (network thread): hand off only.
+
+    def _handle_connect(
+        self, _c: paho.Client, _u: Any, _flags: Any, reason: ReasonCode, _p: Any
+    ) -> None:
+        self._signal(
+            LinkSignal("connack", self.generation, ok=not reason.is_failure, reason=str(reason))
+        )
+
+    def _handle_disconnect(
+        self, _c: paho.Client, _u: Any, _flags: Any, reason: ReasonCode, _p: Any
+    ) -> None:
+        self._signal(LinkSignal("lost", self.generation, reason=str(reason)))
+
+    def _handle_publish(
+        self, _c: paho.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any
+    ) -> None:
+        self._signal(LinkSignal("puback", self.generation, mid=mid, ok=not reason.is_failure))
+
+    def _handle_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
+        if self._on_message is not None:
+            self._on_message(message.topic, bytes(message.payload), bool(message.retain))

@@ -1,0 +1,329 @@
+"""SyncService: the gate's one MQTT worker thread, started and stopped by the daemon.
+
+The worker owns the connection and every paho call (paho's own network thread only
+hands signals over a queue): connect with backoff + jitter, treat only an accepted
+CONNACK as connected, publish the retained birth status, subscribe, drain the outbox
+(``UplinkDrain``), publish command results, resync requests and periodic status, and
+notice a lost connection to start again from the oldest unacknowledged event.
+
+Inbound messages are handed to ``deliver`` as ``agent.events.Inbound`` straight from
+paho's thread: ``deliver`` must only enqueue (the controller verifies and applies).
+``status`` is called on the worker thread and must return a snapshot dict without
+touching the controller's TinyDB state (e.g. a copy the controller refreshes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.clock import Clock, SystemClock
+from agent.config import MqttSection
+from agent.events import Inbound
+from agent.sync.backoff import Backoff
+from agent.sync.broker import BrokerSettings, settings_from_config
+from agent.sync.link import Link, LinkError, LinkSignal, Will
+from agent.sync.status import StatusSource, status_payload, will_payload
+from agent.sync.topics import GateTopics, client_id
+from agent.sync.uplink import Acknowledger, Outbox, UplinkDrain
+from agent.timefmt import format_instant
+
+log = logging.getLogger(__name__)
+
+CONNACK_TIMEOUT_S = 10.0
+GOODBYE_TIMEOUT_S = 2.0
+MAX_QUEUED_OUTGOING = 200
+
+
+@dataclass(frozen=True)
+class _Wake:
+    """Something changed (new events, stop): re-check instead of waiting out the poll."""
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    topic: str
+    payload: bytes
+    retain: bool = False
+
+
+_Item = LinkSignal | _Wake | _Outgoing
+
+
+class SyncService:
+    """Start/stop facade over the sync worker; every public method is thread-safe."""
+
+    def __init__(
+        self,
+        mqtt: MqttSection | BrokerSettings,
+        site: str,
+        gate: str,
+        entry_log: Outbox,
+        deliver: Callable[[Inbound], None],
+        status: StatusSource | None = None,
+        *,
+        inflight: int | None = None,
+        status_interval_s: float | None = None,
+        poll_s: float = 0.25,
+        reconnect_max_s: float | None = None,
+        acknowledger: Acknowledger | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if isinstance(mqtt, MqttSection):
+            self.settings = settings_from_config(mqtt)
+            inflight = inflight or mqtt.inflight
+            status_interval_s = status_interval_s or float(mqtt.status_interval_s)
+            reconnect_max_s = reconnect_max_s or mqtt.reconnect_max_s
+        else:
+            self.settings = mqtt
+        self.site = site
+        self.gate = gate
+        self.topics = GateTopics(site, gate)
+        self.drain = UplinkDrain(entry_log, self.topics.events, inflight or 100, acknowledger)
+        self._deliver = deliver
+        self._status = status
+        self._status_interval_s = status_interval_s or 60.0
+        self._poll_s = poll_s
+        self._backoff = Backoff(maximum=reconnect_max_s or 30.0)
+        self._clock: Clock = clock or SystemClock()
+        self._kinds = self.topics.inbound_kinds()
+        self._items: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._held: deque[_Outgoing] = deque(maxlen=MAX_QUEUED_OUTGOING)
+        self._connected = threading.Event()
+        self._stopping = threading.Event()
+        self._generation = 0
+        self._thread: threading.Thread | None = None
+        self.connects = 0  # accepted CONNACKs so far (for status and tests)
+
+    # ---- public API (any thread)
+
+    @property
+    def connected(self) -> bool:
+        """True only between an accepted CONNACK and the loss of that connection."""
+        return self._connected.is_set()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("SyncService already started")
+        self._thread = threading.Thread(target=self._run, name="sync", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Say goodbye (retained offline status), disconnect, join the worker."""
+        self._stopping.set()
+        self._items.put(_Wake())
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("sync worker did not stop within %.1f s", timeout)
+            self._thread = None
+
+    def notify(self) -> None:
+        """New events were appended: upload now rather than at the next poll."""
+        self._items.put(_Wake())
+
+    def publish_result(self, cmd_id: str, ok: bool, reason: str, detail: str = "") -> None:
+        """Report a command's outcome on ``.../cmd/result`` (best effort, QoS 1).
+
+        Held in memory while offline (bounded); the durable record of a command is the
+        entry log row the controller writes.
+        """
+        body = {
+            "id": cmd_id, "ok": ok, "reason": reason, "detail": detail,
+            "site": self.site, "gate": self.gate, "ts": format_instant(self._clock.now()),
+        }
+        self._send(self.topics.cmd_result, body)
+
+    def request_resync(self, reason: str, have_version: int | None = None) -> None:
+        """Ask the centre for a full revocation list on ``.../resync``.
+
+        The centre answers by re-publishing the retained full list; the gate also gets
+        that list on every reconnect, so a lost request only delays recovery.
+        """
+        body = {
+            "reason": reason, "have_version": have_version,
+            "site": self.site, "gate": self.gate, "ts": format_instant(self._clock.now()),
+        }
+        self._send(self.topics.resync, body)
+
+    def publish_status_now(self) -> None:
+        self._items.put(_Outgoing(self.topics.status, b"", retain=True))
+
+    # ---- worker
+
+    def _send(self, topic: str, body: dict[str, Any]) -> None:
+        payload = json.dumps(body, separators=(",", ":"), default=str).encode("utf-8")
+        self._items.put(_Outgoing(topic, payload))
+
+    def _signal(self, item: LinkSignal) -> None:
+        self._items.put(item)  # paho thread: hand off only
+
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        kind = self._kinds.get(topic)
+        if kind is None:
+            log.warning("ignored message on unexpected topic %s", topic)
+            return
+        self._deliver(Inbound(kind, payload, retained))
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            link = self._connect()
+            if link is None:
+                break
+            try:
+                self._serve(link)
+            except LinkError as exc:
+                log.warning("MQTT connection lost: %s", exc)
+            except Exception:  # a bug must not end uploads for good
+                log.exception("sync worker error; reconnecting")
+            finally:
+                self._connected.clear()
+                link.close()
+            if not self._stopping.is_set():
+                self._wait(self._backoff.next_delay())
+
+    def _connect(self) -> Link | None:
+        """Connect until an accepted CONNACK or stop; None when stopping."""
+        while not self._stopping.is_set():
+            self._generation += 1
+            link = Link(
+                self.settings,
+                client_id(self.site, self.gate),
+                self._signal,
+                generation=self._generation,
+                on_message=self._on_message,
+                will=Will(self.topics.status, will_payload(self.site, self.gate)),
+                inflight=self.drain.window,
+            )
+            try:
+                link.open()
+                accepted, reason = self._await_connack(link.generation)
+            except LinkError as exc:
+                accepted, reason = False, str(exc)
+            if accepted:
+                self._backoff.reset()
+                return link
+            link.close()
+            if not self._stopping.is_set():
+                delay = self._backoff.next_delay()
+                log.warning("MQTT not connected (%s); retrying in %.1f s", reason, delay)
+                self._wait(delay)
+        return None
+
+    def _await_connack(self, generation: int) -> tuple[bool, str]:
+        deadline = time.monotonic() + CONNACK_TIMEOUT_S
+        while not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False, "no CONNACK from the broker"
+            try:
+                item = self._items.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if isinstance(item, _Outgoing):
+                self._held.append(item)
+            elif isinstance(item, LinkSignal) and item.generation == generation:
+                if item.kind == "connack":
+                    # A refused CONNACK is NOT connected (bad credentials, ACL, ...).
+                    return item.ok, f"broker refused the connection: {item.reason}"
+                if item.kind == "lost":
+                    return False, f"connection closed before CONNACK: {item.reason}"
+        return False, "stopping"
+
+    def _serve(self, link: Link) -> None:
+        self.connects += 1
+        self._connected.set()
+        log.info("MQTT connected to %s", self.settings.url)
+        self.drain.restart()
+        self._publish_status(link, online=True)
+        link.subscribe(list(self._kinds))
+        while self._held:
+            self._publish_outgoing(link, self._held.popleft())
+        next_status = time.monotonic() + self._status_interval_s
+        while not self._stopping.is_set():
+            self.drain.fill(link.publish)
+            timeout = max(0.0, min(self._poll_s, next_status - time.monotonic()))
+            mids: list[int] = []
+            lost = False
+            for item in self._take(timeout):
+                if isinstance(item, _Outgoing):
+                    self._publish_outgoing(link, item)
+                elif isinstance(item, LinkSignal) and item.generation == link.generation:
+                    if item.kind == "puback":
+                        mids.append(item.mid)
+                    elif item.kind == "lost":
+                        lost = True
+            if mids:
+                self.drain.on_pubacks(mids)
+            if lost:
+                raise LinkError("the broker closed the connection")
+            if time.monotonic() >= next_status:
+                self._publish_status(link, online=True)
+                next_status = time.monotonic() + self._status_interval_s
+        self._goodbye(link)
+
+    def _take(self, timeout: float) -> list[_Item]:
+        """Block for the first item (up to ``timeout``), then take all that are queued."""
+        items: list[_Item] = []
+        try:
+            items.append(self._items.get(timeout=timeout) if timeout > 0 else
+                         self._items.get_nowait())
+        except queue.Empty:
+            return items
+        while True:
+            try:
+                items.append(self._items.get_nowait())
+            except queue.Empty:
+                return items
+
+    def _publish_outgoing(self, link: Link, item: _Outgoing) -> None:
+        if item.topic == self.topics.status and not item.payload:
+            self._publish_status(link, online=True)
+        else:
+            link.publish(item.topic, item.payload, retain=item.retain)
+
+    def _publish_status(self, link: Link, *, online: bool, reason: str | None = None) -> int:
+        payload = status_payload(
+            self.site, self.gate, online=online, now=self._clock.now(),
+            snapshot=self._status, reason=reason,
+        )
+        return link.publish(self.topics.status, payload, retain=True)
+
+    def _goodbye(self, link: Link) -> None:
+        """Clean stop: a retained offline status (the will only fires on a lost link)."""
+        try:
+            mid = self._publish_status(link, online=False, reason="stopped")
+        except LinkError:
+            return
+        deadline = time.monotonic() + GOODBYE_TIMEOUT_S
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                item = self._items.get(timeout=remaining)
+            except queue.Empty:
+                return
+            if isinstance(item, LinkSignal) and item.generation == link.generation:
+                if item.kind == "lost" or (item.kind == "puback" and item.mid == mid):
+                    return
+                if item.kind == "puback":
+                    self.drain.on_pubacks([item.mid])
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep that a stop interrupts; other items stay for later (outgoing are held)."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                item = self._items.get(timeout=remaining)
+            except queue.Empty:
+                return
+            if isinstance(item, _Outgoing):
+                self._held.append(item)

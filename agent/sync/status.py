@@ -1,0 +1,58 @@
+"""The retained ``status`` message: birth, periodic updates, clean goodbye and last will.
+
+The broker keeps the last one per gate, so the centre (and ``gatectl watch``) sees each
+gate's state at any moment: online or not, and the controller's snapshot (revocation
+list version and age, outbox backlog, clock state, door state, alarms).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from agent import __version__
+from agent.timefmt import format_instant
+
+log = logging.getLogger(__name__)
+
+StatusSource = Callable[[], dict[str, Any]]
+
+
+def status_payload(
+    site: str,
+    gate: str,
+    *,
+    online: bool,
+    now: float,
+    snapshot: StatusSource | None = None,
+    reason: str | None = None,
+) -> bytes:
+    """JSON status; a failing snapshot still yields a status that says so."""
+    body: dict[str, Any] = {}
+    if snapshot is not None:
+        try:
+            body.update(snapshot())
+        except Exception as exc:  # the status must go out even if the snapshot breaks
+            log.warning("status snapshot failed: %s", exc)
+            body["snapshot_error"] = type(exc).__name__
+    body.update(
+        {
+            "online": online,
+            "site": site,
+            "gate": gate,
+            "version": __version__,
+            "ts": format_instant(now),
+        }
+    )
+    if reason:
+        body["reason"] = reason
+    return json.dumps(body, separators=(",", ":"), default=str).encode("utf-8")
+
+
+def will_payload(site: str, gate: str) -> bytes:
+    """What the broker publishes when the gate vanishes without saying goodbye."""
+    body = {"online": False, "site": site, "gate": gate, "version": __version__,
+            "reason": "connection_lost"}
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")
