@@ -8,7 +8,11 @@ A full list replaces everything; a delta moves the gate from exactly ``base`` to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from agent.errors import ProtocolError, RevocationListError
+from agent.protocol.keys import KeyRing, SigningKey
+from agent.protocol.signed_doc import open_document, sign_document
 
 
 @dataclass(frozen=True)
@@ -26,3 +30,106 @@ class RevocationList:
     issued_at: int  # Unix seconds, when the centre signed it
     add: tuple[RevocationEntry, ...]
     remove: tuple[RevocationEntry, ...] = ()  # delta only: entries lifted again
+
+
+# --- wire format --------------------------------------------------------------------
+# A signed document (agent.protocol.signed_doc) of type DOC_TYPE whose body is
+# {"k": "full"|"delta", "v": version, "b": base|null, "t": issued_at,
+#  "a": [entry...], "r": [entry...]} with each entry either the cti as raw bytes or
+# [sub, before|null] for a courier. Compact on purpose: a full list may hold millions.
+
+DOC_TYPE = "gate.revocations.v1"
+# A full list of 1,000,000 entries of 8-16 byte ctis is 10-17 MB; leave room for subs.
+MAX_LIST_BYTES = 96 * 1024 * 1024
+_MAX_SUB = 64
+
+
+def sign_revocation_list(lst: RevocationList, key: SigningKey, kid: str) -> bytes:
+    """The signed bytes the centre publishes; ValueError on an inconsistent list."""
+    if lst.version < 1:
+        raise ValueError(f"revocation list version must be 1 or more, got {lst.version}")
+    if lst.kind == "full" and (lst.base is not None or lst.remove):
+        raise ValueError("a full revocation list has no base and no removals")
+    if lst.kind == "delta" and (lst.base is None or not 0 <= lst.base < lst.version):
+        raise ValueError(f"a delta needs a base below its version {lst.version}, got {lst.base}")
+    body = {
+        "k": lst.kind,
+        "v": lst.version,
+        "b": lst.base,
+        "t": int(lst.issued_at),
+        "a": [_entry_to_wire(e) for e in lst.add],
+        "r": [_entry_to_wire(e) for e in lst.remove],
+    }
+    return sign_document(DOC_TYPE, body, key, kid)
+
+
+def parse_revocation_list(data: bytes, keyring: KeyRing, now: float) -> RevocationList:
+    """Check and decode a signed list; RevocationListError saying what is wrong."""
+    try:
+        body = open_document(data, keyring, DOC_TYPE, now, max_bytes=MAX_LIST_BYTES)
+    except ProtocolError as exc:
+        raise RevocationListError(f"revocation list refused ({exc.reason}): {exc.detail}") from None
+    try:
+        return _list_from_body(body)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise RevocationListError(f"revocation list refused: {exc}") from None
+
+
+def _entry_to_wire(entry: RevocationEntry) -> bytes | list[Any]:
+    if entry.kind == "cti":
+        try:
+            raw = bytes.fromhex(entry.value)
+        except ValueError:
+            raise ValueError(f"cti {entry.value!r} is not hex") from None
+        if not 1 <= len(raw) <= 32:
+            raise ValueError(f"cti {entry.value!r} is not 1-32 bytes")
+        return raw
+    if not 1 <= len(entry.value) <= _MAX_SUB:
+        raise ValueError(f"subject {entry.value!r} is not 1-{_MAX_SUB} characters")
+    return [entry.value, entry.before]
+
+
+def _list_from_body(body: dict[str, Any]) -> RevocationList:
+    if set(body) != {"k", "v", "b", "t", "a", "r"}:
+        raise ValueError(f"body keys are {sorted(body)}, expected a b k r t v")
+    kind, version, base, issued_at = body["k"], body["v"], body["b"], body["t"]
+    if kind not in ("full", "delta"):
+        raise ValueError(f"kind {kind!r} is neither 'full' nor 'delta'")
+    if type(version) is not int or version < 1:
+        raise ValueError("version is not a positive integer")
+    if type(issued_at) is not int or issued_at < 0:
+        raise ValueError("issued_at is not a Unix time")
+    if kind == "full" and base is not None:
+        raise ValueError("a full list carries a base version")
+    if kind == "delta" and (type(base) is not int or not 0 <= base < version):
+        raise ValueError(f"delta base {base!r} is not a version below {version}")
+    if not isinstance(body["a"], list) or not isinstance(body["r"], list):
+        raise ValueError("entries are not lists")
+    if kind == "full" and body["r"]:
+        raise ValueError("a full list carries removals")
+    return RevocationList(
+        kind=kind,
+        version=version,
+        base=base,
+        issued_at=issued_at,
+        add=_entries_from_wire(body["a"]),
+        remove=_entries_from_wire(body["r"]),
+    )
+
+
+def _entries_from_wire(items: list[Any]) -> tuple[RevocationEntry, ...]:
+    out: list[RevocationEntry] = []
+    append = out.append
+    for item in items:
+        if type(item) is bytes and 1 <= len(item) <= 32:
+            append(RevocationEntry("cti", item.hex(), None))
+            continue
+        if type(item) is not list or len(item) != 2:
+            raise ValueError(f"entry {item!r:.60} is neither a cti nor [sub, before]")
+        sub, before = item
+        if type(sub) is not str or not 1 <= len(sub) <= _MAX_SUB:
+            raise ValueError(f"entry subject {sub!r:.60} is not 1-{_MAX_SUB} characters")
+        if before is not None and (type(before) is not int or before < 0):
+            raise ValueError(f"entry {sub!r} has a 'before' that is not a Unix time")
+        append(RevocationEntry("sub", sub, before))
+    return tuple(out)

@@ -1,0 +1,271 @@
+"""Ed25519 keys: PEM files, the gate's keyring of trusted keys, and signature checks.
+
+Key files are PEM (PKCS#8 private, SubjectPublicKeyInfo public), read and written with
+``cryptography``'s serialization only. Every signature is made and checked by
+libsodium through PyNaCl: OpenSSL (behind ``cryptography``) accepts a signature on any
+message from a small-order public key, libsodium refuses it. On top of libsodium we
+refuse, explicitly, public keys that are non-canonical, of small order or outside the
+prime-order subgroup, and signatures whose S is not below the group order L.
+
+Trusted keys live in two folders with separate roles: ``[trust] keys_dir`` holds
+issuer keys (credentials), ``[trust] ops_keys_dir`` ops keys (revocation lists,
+commands, time). ``<kid>.pub`` is the key; an optional ``<kid>.toml`` beside it holds
+``not_before`` / ``not_after`` (ISO 8601) so keys rotate without a flag day.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import nacl.bindings
+import nacl.exceptions
+import nacl.signing
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from agent.errors import KeyFileError, ProtocolError, UsageError
+from agent.reasons import Reason
+from agent.timefmt import format_instant, parse_instant
+
+Role = Literal["issuer", "ops"]
+ROLES: tuple[Role, ...] = ("issuer", "ops")
+SigningKey = nacl.signing.SigningKey
+
+# Ed25519 group order L: a signature's S must be below it (RFC 8032 §5.1.7).
+GROUP_ORDER = 2**252 + 27742317777372353535851937790883648493
+_KID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def check_kid(kid: str) -> str:
+    """A kid names a file: letters, digits, ``-_.``, 1 to 64 characters."""
+    if not 1 <= len(kid) <= 64 or not set(kid) <= _KID_OK or kid.startswith("."):
+        raise UsageError(
+            f"key id {kid!r} is not usable: use 1-64 letters, digits, '-', '_' or '.'"
+        )
+    return kid
+
+
+def is_acceptable_public_key(public: bytes) -> bool:
+    """True for a canonical Ed25519 point in the prime-order subgroup (not small order)."""
+    if len(public) != 32:
+        return False
+    # libsodium: canonical encoding, on the curve, not small order, main subgroup.
+    return bool(nacl.bindings.crypto_core_ed25519_is_valid_point(public))
+
+
+def verify_signature(public: bytes, message: bytes, signature: bytes) -> bool:
+    """libsodium Ed25519 verify plus an explicit canonical-S check; never raises."""
+    if len(signature) != 64 or len(public) != 32:
+        return False
+    if int.from_bytes(signature[32:], "little") >= GROUP_ORDER:
+        return False
+    try:
+        nacl.bindings.crypto_sign_open(signature + message, public)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
+        return False
+    return True
+
+
+def sign(key: SigningKey, message: bytes) -> bytes:
+    """Detached Ed25519 signature (64 bytes) made by libsodium."""
+    return bytes(key.sign(message).signature)
+
+
+def key_fingerprint(public: bytes) -> str:
+    """A short hash to name a key in logs without printing it."""
+    return hashlib.sha256(public).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    kid: str
+    public: bytes
+    role: Role
+    not_before: float | None = None
+    not_after: float | None = None
+
+
+class KeyRing:
+    """Trusted public keys by (kid, role); a key of one role never serves the other."""
+
+    def __init__(self, keys: Mapping[tuple[str, str], TrustedKey] | None = None) -> None:
+        self._keys: dict[tuple[str, str], TrustedKey] = dict(keys or {})
+
+    @classmethod
+    def of(cls, *keys: TrustedKey) -> KeyRing:
+        return cls({(k.kid, k.role): k for k in keys})
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def keys(self) -> list[TrustedKey]:
+        return list(self._keys.values())
+
+    def get(self, kid: str, role: str, at: float) -> TrustedKey:
+        """The key ``kid`` of ``role`` valid at ``at``; ProtocolError(unknown_key) if none."""
+        key = self._keys.get((kid, role))
+        if key is None:
+            others = [r for r in ROLES if r != role and (kid, r) in self._keys]
+            if others:
+                raise ProtocolError(
+                    Reason.UNKNOWN_KEY, f"key {kid!r} is an {others[0]} key, not an {role} key"
+                )
+            raise ProtocolError(Reason.UNKNOWN_KEY, f"no trusted {role} key {kid!r}")
+        if key.not_before is not None and at < key.not_before:
+            raise ProtocolError(
+                Reason.UNKNOWN_KEY,
+                f"{role} key {kid!r} is not valid before {format_instant(key.not_before)}",
+            )
+        if key.not_after is not None and at > key.not_after:
+            raise ProtocolError(
+                Reason.UNKNOWN_KEY,
+                f"{role} key {kid!r} was retired at {format_instant(key.not_after)}",
+            )
+        return key
+
+
+def load_keyring(issuers_dir: Path, ops_dir: Path) -> KeyRing:
+    """Read every ``<kid>.pub`` (and ``<kid>.toml``) of both folders; KeyFileError lists all."""
+    keys: dict[tuple[str, str], TrustedKey] = {}
+    problems: list[str] = []
+    for role, folder in (("issuer", issuers_dir), ("ops", ops_dir)):
+        if not folder.is_dir():
+            problems.append(f"{folder}: trusted {role} key folder does not exist")
+            continue
+        for pub in sorted(folder.glob("*.pub")):
+            try:
+                key = _load_trusted(pub, role)  # type: ignore[arg-type]
+            except (KeyFileError, UsageError) as exc:
+                problems.append(str(exc))
+                continue
+            keys[(key.kid, key.role)] = key
+    if problems:
+        raise KeyFileError("; ".join(problems))
+    return KeyRing(keys)
+
+
+def _load_trusted(pub: Path, role: Role) -> TrustedKey:
+    kid = pub.stem
+    try:
+        check_kid(kid)
+    except UsageError:
+        raise KeyFileError(f"{pub}: file name is not a usable key id") from None
+    public = load_public_key(pub)
+    not_before = not_after = None
+    sidecar = pub.with_suffix(".toml")
+    if sidecar.exists():
+        not_before, not_after = _load_validity(sidecar)
+    return TrustedKey(kid, public, role, not_before, not_after)
+
+
+def _load_validity(path: Path) -> tuple[float | None, float | None]:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise KeyFileError(f"{path}: cannot read key validity: {exc}") from None
+    unknown = set(raw) - {"not_before", "not_after"}
+    if unknown:
+        raise KeyFileError(
+            f"{path}: unknown keys {', '.join(sorted(unknown))} (known: not_before, not_after)"
+        )
+    bounds: list[float | None] = []
+    for name in ("not_before", "not_after"):
+        value = raw.get(name)
+        if value is None:
+            bounds.append(None)
+            continue
+        try:
+            bounds.append(parse_instant(value if isinstance(value, str) else value.isoformat()))
+        except (UsageError, AttributeError):
+            raise KeyFileError(
+                f"{path}: {name} must be an ISO 8601 time such as 2026-01-01T00:00:00Z"
+            ) from None
+    return bounds[0], bounds[1]
+
+
+def load_public_key(path: Path) -> bytes:
+    """Raw 32-byte Ed25519 public key from a SubjectPublicKeyInfo PEM; KeyFileError."""
+    data = _read(path)
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm):
+        raise KeyFileError(
+            f"{path}: not a PEM public key (expected SubjectPublicKeyInfo from gatectl keys new)"
+        ) from None
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise KeyFileError(f"{path}: not an Ed25519 public key")
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if not is_acceptable_public_key(raw):
+        raise KeyFileError(f"{path}: Ed25519 public key is of small order or non-canonical")
+    return raw
+
+
+def load_signing_key(path: Path) -> SigningKey:
+    """Ed25519 private key from a PKCS#8 PEM (mode 0600 or stricter); KeyFileError."""
+    data = _read(path)
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        raise KeyFileError(
+            f"{path}: private key is readable by others: run chmod 600 {path}"
+        )
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise KeyFileError(
+            f"{path}: not an unencrypted PKCS#8 PEM private key (make one with gatectl keys new)"
+        ) from None
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise KeyFileError(f"{path}: not an Ed25519 private key")
+    seed = key.private_bytes(
+        serialization.Encoding.Raw,
+        serialization.PrivateFormat.Raw,
+        serialization.NoEncryption(),
+    )
+    return nacl.signing.SigningKey(seed)
+
+
+def public_of(key: SigningKey) -> bytes:
+    return bytes(key.verify_key)
+
+
+def write_keypair(folder: Path, name: str, key: SigningKey | None = None) -> tuple[Path, Path]:
+    """Write ``name.key`` (PKCS#8 PEM, 0600) and ``name.pub``; refuse to overwrite."""
+    key = key or nacl.signing.SigningKey.generate()
+    folder.mkdir(parents=True, exist_ok=True)
+    private_path, public_path = folder / f"{name}.key", folder / f"{name}.pub"
+    for path in (private_path, public_path):
+        if path.exists():
+            raise UsageError(f"{path} already exists: remove it or choose another --out/--kid")
+    private = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(key))
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    public_path.write_bytes(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private_path, public_path
+
+
+def _read(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: key file does not exist") from None
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read key file: {exc.strerror}") from None
+    if len(data) > 16384:
+        raise KeyFileError(f"{path}: too large to be a key file")
+    return data
