@@ -1,1 +1,1 @@
-"""Hardware drivers behind small interfaces (the only package that touches GPIO, cameras, serial)."""
+"""Hardware drivers behind small interfaces: the only package touching GPIO, cameras, serial."""

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from agent.cli.common import run_cli
 
 # Each module has register(subparsers); keep this list in the order --help shows it.
-COMMANDS: list[str] = []
+COMMANDS: list[str] = [
+    "agent.cli.ga_hw",
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,180 @@
+"""QR decoders behind one interface: zxing-cpp first, pyzbar on a binarised frame as fallback.
+
+Choice measured, not assumed (docs/hardware.md, benchmarks/bench_decode.py): zxing-cpp reads
+more images, reads dark-mode (inverted) screens in the same pass, and is 5-10x faster than
+pyzbar. pyzbar on an Otsu-binarised frame still reads a few images zxing-cpp misses, so
+``auto`` tries it when zxing-cpp finds nothing; it is the only decoder on platforms without a
+zxing-cpp wheel (32-bit Raspberry Pi OS).
+
+Both libraries are imported lazily so this module loads on a machine missing either one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from agent.errors import HardwareError
+
+DecoderKind = Literal["auto", "zxing", "pyzbar"]
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    """What one frame held: decoded texts (may be empty), which decoder read them, time spent."""
+
+    texts: list[str] = field(default_factory=list)
+    decoder: str | None = None
+    ms: float = 0.0
+
+
+class Decoder(Protocol):
+    name: str
+
+    def decode(self, gray: np.ndarray) -> DecodeResult:
+        """Decode every QR code in a 2-D uint8 grayscale image; never raises on image content."""
+        ...
+
+
+def _as_gray(image: np.ndarray) -> np.ndarray:
+    """Accept grayscale or BGR; decoders work on one 8-bit channel."""
+    if image.ndim == 3:
+        import cv2
+
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if image.dtype != np.uint8:
+        return image.astype(np.uint8)
+    return image
+
+
+def _unique(texts: list[str]) -> list[str]:
+    return list(dict.fromkeys(texts))
+
+
+class ZxingDecoder:
+    """zxing-cpp, QR only. ``try_invert`` reads dark-mode screens without a second pass."""
+
+    name = "zxing"
+
+    def __init__(self, try_downscale: bool = True, try_rotate: bool = False) -> None:
+        try:
+            import zxingcpp
+        except ImportError as exc:
+            raise HardwareError(
+                f"zxing-cpp is not installed ({exc}): `pip install zxing-cpp`, "
+                'or set [camera] decoder = "pyzbar"'
+            ) from None
+        self._zx: Any = zxingcpp
+        self._formats = zxingcpp.BarcodeFormat.QRCode | zxingcpp.BarcodeFormat.MicroQRCode
+        self._downscale = try_downscale
+        # QR finder patterns are rotation-invariant; try_rotate only helps linear codes.
+        self._rotate = try_rotate
+
+    def decode(self, gray: np.ndarray) -> DecodeResult:
+        start = time.perf_counter()
+        found = self._zx.read_barcodes(
+            _as_gray(gray),
+            formats=self._formats,
+            try_rotate=self._rotate,
+            try_downscale=self._downscale,
+            try_invert=True,
+            text_mode=self._zx.TextMode.Plain,
+        )
+        # Plain: the exact encoded text (HRI would rewrite GS1 codes as "(01)...").
+        texts = _unique([b.text for b in found if b.valid and b.text])
+        ms = (time.perf_counter() - start) * 1000
+        return DecodeResult(texts, self.name if texts else None, ms)
+
+
+class PyzbarDecoder:
+    """zbar through pyzbar, on an Otsu-binarised frame (and its inverse for dark mode).
+
+    zbar cannot read light-on-dark codes, so standalone it also tries the inverted frame;
+    as the fallback behind zxing-cpp (which already tried inverted) ``try_invert=False``
+    keeps the cost of a frame without a code to one zbar pass.
+    """
+
+    name = "pyzbar"
+
+    def __init__(self, try_invert: bool = True) -> None:
+        try:
+            from pyzbar import pyzbar
+        except ImportError as exc:
+            raise HardwareError(
+                f"pyzbar cannot load ({exc}): install the system zbar library "
+                "(`apt install libzbar0`) and `pip install pyzbar`"
+            ) from None
+        import cv2
+
+        self._pyzbar: Any = pyzbar
+        self._cv2: Any = cv2
+        self._symbols = [pyzbar.ZBarSymbol.QRCODE]
+        self._invert = try_invert
+
+    def _read(self, binary: np.ndarray) -> list[str]:
+        out = []
+        for symbol in self._pyzbar.decode(binary, symbols=self._symbols):
+            data: bytes = symbol.data
+            try:
+                out.append(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                out.append(data.decode("latin-1"))
+        return out
+
+    def decode(self, gray: np.ndarray) -> DecodeResult:
+        start = time.perf_counter()
+        cv2 = self._cv2
+        gray = _as_gray(gray)
+        _, binary = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        texts = self._read(binary)
+        if not texts and self._invert:
+            texts = self._read(cv2.bitwise_not(binary))
+        texts = _unique([t for t in texts if t])
+        ms = (time.perf_counter() - start) * 1000
+        return DecodeResult(texts, self.name if texts else None, ms)
+
+
+class FallbackDecoder:
+    """Try each decoder in order; the first that reads anything wins."""
+
+    def __init__(self, decoders: list[Decoder]) -> None:
+        self._decoders = decoders
+        self.name = "+".join(d.name for d in decoders)
+
+    def decode(self, gray: np.ndarray) -> DecodeResult:
+        start = time.perf_counter()
+        gray = _as_gray(gray)
+        for decoder in self._decoders:
+            result = decoder.decode(gray)
+            if result.texts:
+                return DecodeResult(result.texts, result.decoder, _since_ms(start))
+        return DecodeResult([], None, _since_ms(start))
+
+
+def _since_ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000
+
+
+def zxing_available() -> bool:
+    return importlib.util.find_spec("zxingcpp") is not None
+
+
+def make_decoder(kind: DecoderKind = "auto") -> Decoder:
+    """Build the configured decoder (``[camera] decoder``).
+
+    ``auto``: zxing-cpp, then pyzbar when zxing-cpp reads nothing; pyzbar alone when
+    zxing-cpp has no wheel for this platform.
+    """
+    if kind == "zxing":
+        return ZxingDecoder()
+    if kind == "pyzbar":
+        return PyzbarDecoder()
+    if kind != "auto":
+        raise HardwareError(f"unknown decoder {kind!r}: use auto, zxing or pyzbar")
+    if not zxing_available():
+        return PyzbarDecoder()
+    return FallbackDecoder([ZxingDecoder(), PyzbarDecoder(try_invert=False)])

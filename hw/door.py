@@ -1,0 +1,165 @@
+"""The lock relay on gpiozero: locked from the first instant, every release a self-ending pulse.
+
+One timer thread owns the close: a pulse during a pulse moves the deadline (it never
+stacks threads), ``lock()`` and ``close()`` cancel at once (the wait is on a condition,
+not a sleep). ``close()`` drives the relay locked before releasing the pin, and the class
+is a context manager so an exception in the caller still locks the door.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from agent.config import DoorSection
+
+log = logging.getLogger(__name__)
+
+OnChange = Callable[[str], None]  # "unlocked" | "locked"
+
+
+class RelayDoor:
+    """agent.ports.Door on a gpiozero DigitalOutputDevice."""
+
+    def __init__(self, door: DoorSection, factory: Any, on_change: OnChange | None = None) -> None:
+        from gpiozero import DigitalOutputDevice
+
+        # First thing: the relay is driven to its locked (inactive) level.
+        self._relay = DigitalOutputDevice(
+            door.relay_pin,
+            active_high=door.relay_active_high,
+            initial_value=False,
+            pin_factory=factory,
+        )
+        self._on_change = on_change
+        self._cond = threading.Condition()
+        self._deadline: float | None = None  # monotonic end of the current pulse
+        self._held = False
+        self._closed = False
+        self._timer = threading.Thread(target=self._run, name="door-relay", daemon=True)
+        self._timer.start()
+
+    @property
+    def unlocked(self) -> bool:
+        with self._cond:
+            return not self._closed and bool(self._relay.value)
+
+    def pulse(self, seconds: float) -> None:
+        """Release for ``seconds`` from now; during a pulse this restarts the close."""
+        if seconds <= 0:
+            raise ValueError(f"pulse length must be greater than 0 seconds, got {seconds}")
+        with self._cond:
+            if self._closed:
+                log.warning("pulse ignored: the door relay is closed")
+                return
+            self._deadline = time.monotonic() + seconds
+            changed = self._drive(True)
+            self._cond.notify_all()
+        self._notify(changed, "unlocked")
+
+    def hold_unlocked(self) -> None:
+        """Release until :meth:`lock` (free mode, fire alarm)."""
+        with self._cond:
+            if self._closed:
+                return
+            self._held = True
+            self._deadline = None
+            changed = self._drive(True)
+            self._cond.notify_all()
+        self._notify(changed, "unlocked")
+
+    def lock(self) -> None:
+        """Lock now, cancelling any pulse or hold."""
+        with self._cond:
+            if self._closed:
+                return
+            self._held = False
+            self._deadline = None
+            changed = self._drive(False)
+            self._cond.notify_all()
+        self._notify(changed, "locked")
+
+    def close(self) -> None:
+        """Lock, stop the timer and release the pin; safe to call twice."""
+        with self._cond:
+            if self._closed:
+                return
+            self._held = False
+            self._deadline = None
+            changed = self._drive(False)
+            self._closed = True
+            self._cond.notify_all()
+        self._notify(changed, "locked")
+        if threading.current_thread() is not self._timer:
+            self._timer.join(2.0)
+            if self._timer.is_alive():
+                log.warning("door relay timer thread did not stop within 2 s")
+        self._relay.close()
+
+    def __enter__(self) -> RelayDoor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _drive(self, release: bool) -> bool:
+        """Set the relay; True when its state changed. Caller holds the condition."""
+        if bool(self._relay.value) == release:
+            return False
+        if release:
+            self._relay.on()
+        else:
+            self._relay.off()
+        return True
+
+    def _notify(self, changed: bool, state: str) -> None:
+        if not changed or self._on_change is None:
+            return
+        try:
+            self._on_change(state)
+        except Exception:
+            log.exception("door on_change callback failed for %s", state)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._closed:
+                    return
+                if self._deadline is None:
+                    self._cond.wait()
+                    continue
+                remaining = self._deadline - time.monotonic()
+                if remaining > 0:
+                    self._cond.wait(remaining)
+                    continue
+                self._deadline = None
+                changed = False if self._held else self._drive(False)
+            self._notify(changed, "locked")
+
+
+def force_locked(door: DoorSection, factory: Any) -> int:
+    """Drive the relay pin to its locked level and release it; return the level driven (0/1).
+
+    For ``gate-agent relay-safe`` (systemd ExecStopPost): however the agent died, the relay
+    ends at its locked level. On a Raspberry Pi a released output keeps its last level;
+    docs/wiring.md asks for a relay board that also rests locked when the pin floats.
+    """
+    from gpiozero import DigitalOutputDevice
+
+    relay = DigitalOutputDevice(
+        door.relay_pin, active_high=door.relay_active_high, initial_value=False, pin_factory=factory
+    )
+    try:
+        relay.off()
+        return int(relay.pin.state)
+    finally:
+        relay.close()

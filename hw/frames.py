@@ -1,0 +1,346 @@
+"""The one decode path every frame source shares: change gate, grayscale decode, de-duplication.
+
+A camera and a simulated source (video file, image folder) differ only in where frames
+come from (a :class:`FrameReader`); :class:`FrameLoop` runs the same two threads for both:
+a capture thread that keeps only the newest frame (a slow decode never builds a backlog
+of stale frames) and a decode thread that runs :class:`FramePipeline` on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from agent.events import Scan
+from hw.decoders import Decoder
+
+log = logging.getLogger(__name__)
+
+OnCode = Callable[[str, str], None]
+OnScan = Callable[[Scan], None]
+
+
+class ChangeGate:
+    """Skip frames that did not change, without missing a phone held still.
+
+    Compares a small thumbnail with the previous frame's: a frame is decoded while the
+    scene moves, once more after motion settles (the phone is now still and sharp), and
+    at least every ``refresh_s`` so a code that slid in slowly is still read.
+    """
+
+    def __init__(
+        self,
+        size: tuple[int, int] = (160, 120),
+        pixel_delta: int = 12,
+        changed_fraction: float = 0.004,
+        refresh_s: float = 1.0,
+    ) -> None:
+        import cv2
+
+        self._cv2: Any = cv2
+        self._size = size
+        self._delta = pixel_delta
+        self._fraction = changed_fraction
+        self._refresh_s = refresh_s
+        self._previous: np.ndarray | None = None
+        self._moving = False
+        self._last_decode: float | None = None
+
+    def thumbnail(self, gray: np.ndarray) -> np.ndarray:
+        return self._cv2.resize(gray, self._size, interpolation=self._cv2.INTER_AREA)
+
+    def changed(self, gray: np.ndarray) -> bool:
+        """True when this frame differs from the previous one (updates the reference)."""
+        thumb = self.thumbnail(gray)
+        previous, self._previous = self._previous, thumb
+        if previous is None:
+            return True
+        diff = self._cv2.absdiff(thumb, previous)
+        moved = int(np.count_nonzero(diff > self._delta))
+        return moved > self._fraction * thumb.size
+
+    def should_decode(self, gray: np.ndarray, now: float) -> bool:
+        changed = self.changed(gray)
+        settled = self._moving and not changed
+        self._moving = changed
+        due = self._last_decode is None or now - self._last_decode >= self._refresh_s
+        if changed or settled or due:
+            self._last_decode = now
+            return True
+        return False
+
+
+class Deduper:
+    """The same text seen again within ``window_s`` of its last sighting is one scan.
+
+    The window slides while the code stays in view, so a phone held at the reader for
+    ten seconds is one scan, not one every ``window_s``.
+    """
+
+    def __init__(self, window_s: float) -> None:
+        self._window = window_s
+        self._seen: dict[str, float] = {}
+
+    def accept(self, text: str, now: float) -> bool:
+        self._seen = {t: at for t, at in self._seen.items() if now - at < self._window}
+        fresh = text not in self._seen
+        self._seen[text] = now
+        return fresh
+
+
+@dataclass
+class PipelineStats:
+    frames: int = 0
+    decoded: int = 0
+    skipped: int = 0
+    codes: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    last_decode_ms: float | None = None
+
+
+class FramePipeline:
+    """Frame -> grayscale -> change gate -> decoder -> de-duplication -> new texts."""
+
+    def __init__(self, decoder: Decoder, dedupe_s: float, gate: ChangeGate | None) -> None:
+        import cv2
+
+        self._cv2: Any = cv2
+        self._decoder = decoder
+        self._gate = gate
+        self._dedupe = Deduper(dedupe_s)
+        self.stats = PipelineStats()
+
+    def gray(self, frame: np.ndarray) -> np.ndarray:
+        if frame.ndim == 3:
+            return self._cv2.cvtColor(frame, self._cv2.COLOR_BGR2GRAY)
+        return frame
+
+    def process(self, frame: np.ndarray, now: float) -> list[str]:
+        """Return the texts in this frame not already reported within the dedupe window."""
+        self.stats.frames += 1
+        gray = self.gray(frame)
+        if self._gate is not None and not self._gate.should_decode(gray, now):
+            self.stats.skipped += 1
+            return []
+        try:
+            result = self._decoder.decode(gray)
+        except Exception:  # a decoder bug must not kill the scanner thread
+            self.stats.errors += 1
+            log.exception("decoder %s failed on a frame; frame skipped", self._decoder.name)
+            return []
+        self.stats.decoded += 1
+        self.stats.last_decode_ms = result.ms
+        fresh = []
+        for text in result.texts:
+            if self._dedupe.accept(text, now):
+                fresh.append(text)
+            else:
+                self.stats.duplicates += 1
+        self.stats.codes += len(fresh)
+        return fresh
+
+
+class FrameReader(Protocol):
+    """Where frames come from. ``read`` returns None at the end of a file (never for a camera)."""
+
+    def open(self) -> None: ...
+
+    def read(self) -> np.ndarray | None: ...
+
+    def close(self) -> None: ...
+
+
+class EndOfFrames(Exception):
+    """A finite reader has no more frames."""
+
+
+class LatestFrame:
+    """A one-slot mailbox: a new frame replaces an unread one (counted as dropped)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frame: tuple[np.ndarray, float] | None = None
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, frame: np.ndarray, mono: float) -> None:
+        with self._cond:
+            if self._frame is not None:
+                self.dropped += 1
+            self._frame = (frame, mono)
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def take(self, timeout: float) -> tuple[np.ndarray, float] | None:
+        """The newest frame, or None when closed and empty (or on timeout)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._frame is not None or self._closed, timeout)
+            frame, self._frame = self._frame, None
+            return frame
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+def adapt_on_code(on_code: OnCode) -> OnScan:
+    return lambda scan: on_code(scan.text, scan.method)
+
+
+class FrameLoop:
+    """Capture thread + decode thread around a reader, shared by camera and simulated sources.
+
+    ``pace_fps`` paces a file reader to real time (None for a camera, which paces itself).
+    ``reopen`` keeps retrying a failing reader with exponential backoff (camera) instead
+    of ending (files). ``finished`` is set once a finite reader is exhausted and its last
+    frame decoded. Each reported :class:`Scan` carries ``mono`` = the monotonic time the
+    frame holding the code was captured, for scan-to-unlock latency.
+    """
+
+    def __init__(
+        self,
+        reader: FrameReader,
+        pipeline: FramePipeline,
+        method: str,
+        name: str,
+        pace_fps: float | None = None,
+        reopen: bool = False,
+        backoff_s: tuple[float, float] = (0.5, 30.0),
+    ) -> None:
+        self._reader = reader
+        self._pipeline = pipeline
+        self._method = method
+        self._name = name
+        self._pace = pace_fps
+        self._reopen = reopen
+        self._backoff = backoff_s
+        self._stop = threading.Event()
+        self._slot = LatestFrame()
+        self._threads: list[threading.Thread] = []
+        self._on_scan: OnScan | None = None
+        self.finished = threading.Event()
+        self.state = "stopped"
+        self.reopens = 0
+        self.last_error: str | None = None
+
+    def start(self, on_scan: OnScan) -> None:
+        if self._threads:
+            raise RuntimeError(f"{self._name} already started")
+        self._on_scan = on_scan
+        self.state = "starting"
+        self._threads = [
+            threading.Thread(target=self._capture, name=f"{self._name}-capture", daemon=True),
+            threading.Thread(target=self._decode, name=f"{self._name}-decode", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        self._slot.close()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("thread %s did not stop within %.1f s", thread.name, timeout)
+        self.state = "stopped"
+
+    def status(self) -> dict[str, object]:
+        s = self._pipeline.stats
+        return {
+            "method": self._method,
+            "state": self.state,
+            "frames": s.frames,
+            "decoded": s.decoded,
+            "skipped": s.skipped,
+            "dropped": self._slot.dropped,
+            "codes": s.codes,
+            "duplicates": s.duplicates,
+            "decode_errors": s.errors,
+            "last_decode_ms": s.last_decode_ms,
+            "reopens": self.reopens,
+            "last_error": self.last_error,
+        }
+
+    def _capture(self) -> None:
+        delay = self._backoff[0]
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._reader.open()
+                    self.state = "running"
+                    self.last_error = None
+                    delay = self._backoff[0]
+                    self._pump()
+                    return  # end of a finite reader
+                except EndOfFrames:
+                    return
+                except Exception as exc:  # camera gone, unreadable file: never crash the agent
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    self._safe_close()
+                    if not self._reopen:
+                        log.error("%s stopped: %s", self._name, self.last_error)
+                        return
+                    self.state = "reopening"
+                    self.reopens += 1
+                    log.warning(
+                        "%s failed (%s); reopening in %.1f s", self._name, self.last_error, delay
+                    )
+                    if self._stop.wait(delay):
+                        return
+                    delay = min(delay * 2, self._backoff[1])
+        finally:
+            self._safe_close()
+            self._slot.close()
+
+    def _pump(self) -> None:
+        interval = 1.0 / self._pace if self._pace else 0.0
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            frame = self._reader.read()
+            if frame is None:
+                raise EndOfFrames
+            self._slot.put(frame, time.monotonic())
+            if interval:
+                next_at += interval
+                wait = next_at - time.monotonic()
+                if wait > 0 and self._stop.wait(wait):
+                    return
+                if wait < -1.0:  # fell far behind: restart the schedule instead of bursting
+                    next_at = time.monotonic()
+
+    def _safe_close(self) -> None:
+        try:
+            self._reader.close()
+        except Exception as exc:
+            log.warning("%s: closing the reader failed: %s", self._name, exc)
+
+    def _decode(self) -> None:
+        assert self._on_scan is not None
+        while True:
+            item = self._slot.take(timeout=0.5)
+            if item is None:
+                if self._slot.closed or self._stop.is_set():
+                    break
+                continue
+            frame, mono = item
+            for text in self._pipeline.process(frame, mono):
+                scan = Scan(text=text, method=self._method, at=time.time(), mono=mono)
+                try:
+                    self._on_scan(scan)
+                except Exception:
+                    log.exception("%s: the scan callback failed", self._name)
+        if self.state != "reopening":
+            self.state = "finished" if not self._stop.is_set() else "stopped"
+        self.finished.set()
