@@ -8,6 +8,7 @@ from agent.cli.common import run_cli
 
 # Each module has register(subparsers); keep this list in the order --help shows it.
 COMMANDS: list[str] = [
+    "agent.cli.ga_verify",
     "agent.cli.ga_hw",
 ]
 

@@ -6,7 +6,11 @@ from collections.abc import Sequence
 
 from agent.cli.common import run_cli
 
-COMMANDS: list[str] = []
+COMMANDS: list[str] = [
+    "agent.cli.ctl_keys",
+    "agent.cli.ctl_credential",
+    "agent.cli.ctl_revocations",
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
