@@ -1,0 +1,21 @@
+"""Durable local state under ``[state] dir``: see docs/storage.md.
+
+TinyDB (through :mod:`agent.store.atomic_storage`) for the small verification cache
+files, a compact checksummed file for the revocation list itself, SQLite for the
+append-heavy entry log/outbox. Only the controller thread writes the TinyDB files.
+"""
+
+from agent.store.entrylog import Entry, EntryLog, OutboxStatus
+from agent.store.meta import Meta
+from agent.store.replay import ReplayCache
+from agent.store.revocations import RevocationStatus, RevocationStore
+
+__all__ = [
+    "Entry",
+    "EntryLog",
+    "Meta",
+    "OutboxStatus",
+    "ReplayCache",
+    "RevocationStatus",
+    "RevocationStore",
+]

@@ -1,0 +1,419 @@
+"""The entry log and outbox: every decision, durable before the door moves.
+
+SQLite from the standard library, WAL mode, ``synchronous=FULL``: an append returns
+only after its commit is fsynced (kill test: no acknowledged row lost). Each row gets
+a UUID4 hex ``id`` and a per-gate ``seq`` (1, 2, 3, ... with no holes, assigned in the
+same transaction as the insert; AUTOINCREMENT so pruning never lets a number return).
+
+Rows are pending until the sync layer reports the broker's acknowledgement (``ack``);
+acknowledged rows stay as the local entry log for ``retention_days`` and ``prune``
+removes older ones. Pending rows are never pruned and never dropped.
+
+Full policy (``capacity`` pending rows): keep recording and raise an alarm (status
+``full``, a log line), because a lost entry is worse than disk use; only when free disk
+falls below ``min_free_bytes`` does ``append`` raise ``StateError`` so the controller
+denies (an entry that cannot be recorded must not open the door).
+
+Threads: one connection guarded by one lock, so the controller (append) and the sync
+worker (pending/ack) can both call it; each call is one short transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.clock import Clock, SystemClock
+from agent.errors import GateError, StateError
+from agent.store.files import ensure_dir, fsync_dir, move_aside
+from agent.timefmt import format_instant, parse_instant
+
+log = logging.getLogger(__name__)
+
+OUTBOX_FILE = "outbox.db"
+DEFAULT_MIN_FREE_BYTES = 64 * 1024 * 1024
+_PAGE = 1000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    event TEXT NOT NULL,
+    acked_at REAL
+);
+CREATE INDEX IF NOT EXISTS entries_pending ON entries(seq) WHERE acked_at IS NULL;
+CREATE INDEX IF NOT EXISTS entries_ts ON entries(ts);
+CREATE TABLE IF NOT EXISTS info (k TEXT PRIMARY KEY, v TEXT);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One recorded event; ``event`` is the JSON record and includes ``id`` and ``seq``."""
+
+    seq: int
+    id: str
+    ts: float
+    event: dict[str, Any]
+    acked_at: float | None = None
+
+
+@dataclass(frozen=True)
+class OutboxStatus:
+    backlog: int  # events waiting for the broker's acknowledgement
+    oldest_pending_ts: float | None
+    oldest_age_s: float | None
+    disk_bytes: int  # database + WAL + shared-memory files
+    capacity: int
+    full: bool
+    last_seq: int
+    entries: int  # rows kept, pending and acknowledged
+    problems: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "backlog": self.backlog,
+            "oldest_age_s": None if self.oldest_age_s is None else round(self.oldest_age_s, 3),
+            "oldest_pending_ts": self.oldest_pending_ts,
+            "disk_bytes": self.disk_bytes,
+            "capacity": self.capacity,
+            "full": self.full,
+            "last_seq": self.last_seq,
+            "entries": self.entries,
+            "problems": list(self.problems),
+        }
+
+
+class EntryLog:
+    """Durable, ordered, acknowledged-by-the-broker log of every gate event."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        clock: Clock | None = None,
+        capacity: int = 200_000,
+        retention_days: float = 90,
+        min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
+        read_only: bool = False,
+    ) -> None:
+        self.path = Path(state_dir) / OUTBOX_FILE
+        self.capacity = capacity
+        self.retention_s = retention_days * 86400.0
+        self.min_free_bytes = min_free_bytes
+        self._clock = clock or SystemClock()
+        self._read_only = read_only
+        self._lock = threading.Lock()
+        self._problems: list[str] = []
+        self._full = False
+        if read_only:
+            if not self.path.is_file():
+                raise StateError(
+                    f"no entry log at {self.path}: the gate has not recorded anything yet "
+                    "(or [state] dir points elsewhere)"
+                )
+            self._conn = self._connect_read_only()
+        else:
+            ensure_dir(self.path.parent)
+            self._conn = self._open_or_recover()
+        self._backlog = self._count_pending()
+        self._full = self._backlog >= capacity
+
+    # ---- opening -------------------------------------------------------------------
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None,
+                check_same_thread=False, timeout=5.0,
+            )
+            conn.execute("SELECT count(*) FROM entries WHERE 0").fetchone()
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read the entry log {self.path}: {exc}") from exc
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=5.0
+        )
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StateError(f"{self.path}: SQLite cannot use WAL here (got {mode})")
+            conn.execute("PRAGMA synchronous=FULL")
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise _Corrupt(f"integrity check failed: {check}")
+            conn.executescript(_SCHEMA)
+            # A write now creates the WAL file; fsyncing the folder makes its name
+            # durable before the first entry is trusted to it.
+            conn.execute(
+                "INSERT OR REPLACE INTO info(k, v) VALUES ('opened_at', ?)",
+                (format_instant(self._clock.now()),),
+            )
+        except BaseException:
+            conn.close()
+            raise
+        fsync_dir(self.path.parent)
+        return conn
+
+    def _open_or_recover(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise StateError(
+                    f"cannot open the entry log {self.path}: {exc}: check the disk and the "
+                    "permissions of [state] dir"
+                ) from exc
+            now = self._clock.now()
+            aside = move_aside(self.path, now)
+            for suffix in ("-wal", "-shm"):
+                side = self.path.with_name(self.path.name + suffix)
+                if side.exists():
+                    move_aside(side, now)
+            problem = (
+                f"entry log {self.path} was unreadable ({exc}); moved to {aside.name}, "
+                "a new log was started and its sequence restarts at 1"
+            )
+            log.error("%s", problem)
+            self._problems.append(problem)
+        conn = self._connect()
+        self._conn = conn
+        self._backlog = 0
+        self.append({"kind": "alarm", "alarm": "entry_log_recovered", "detail": problem})
+        return conn
+
+    # ---- controller side -----------------------------------------------------------
+
+    def append(self, event: dict[str, Any]) -> Entry:
+        """Record ``event`` durably; returns only after the commit is on disk."""
+        if self._read_only:
+            raise StateError("the entry log was opened read-only")
+        now = self._clock.now()
+        ts = _event_time(event, now)
+        entry_id = uuid.uuid4().hex
+        with self._lock:
+            self._check_room()
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                row = self._conn.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'entries'"
+                ).fetchone()
+                seq = (row[0] if row else 0) + 1
+                record: dict[str, Any] = {"id": entry_id, "seq": seq}
+                record.update((k, v) for k, v in event.items() if k not in ("id", "seq"))
+                record.setdefault("ts", format_instant(now))
+                text = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+                self._conn.execute(
+                    "INSERT INTO entries(seq, id, ts, event) VALUES (?, ?, ?, ?)",
+                    (seq, entry_id, ts, text),
+                )
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                raise StateError(
+                    f"cannot record the entry in {self.path}: {exc}: the scan is denied; "
+                    "check the disk and `gate-agent outbox status`"
+                ) from exc
+            self._backlog += 1
+            self._note_capacity()
+        return Entry(seq, entry_id, ts, record)
+
+    def _check_room(self) -> None:
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            return  # cannot tell: let SQLite itself report a failing write
+        if free < self.min_free_bytes:
+            raise StateError(
+                f"only {free // 1_048_576} MB free under {self.path.parent} (floor "
+                f"{self.min_free_bytes // 1_048_576} MB): entries cannot be recorded safely, "
+                "so scans are denied; free disk space or let the outbox drain to the centre"
+            )
+
+    def _note_capacity(self) -> None:
+        full = self._backlog >= self.capacity
+        if full and not self._full:
+            log.warning(
+                "outbox full: %s events wait for the centre (capacity %s); still recording "
+                "while disk allows, check the broker connection",
+                self._backlog, self.capacity,
+            )
+        elif self._full and not full:
+            log.info("outbox below capacity again: %s events pending", self._backlog)
+        self._full = full
+
+    # ---- sync side -----------------------------------------------------------------
+
+    def pending(self, after_seq: int = 0, limit: int = 100) -> list[Entry]:
+        """Unacknowledged entries with ``seq > after_seq``, in order (read fresh each call)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, id, ts, event, acked_at FROM entries "
+                "WHERE acked_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
+        return [_entry(row) for row in rows]
+
+    def ack(self, seqs: Iterable[int]) -> int:
+        """Mark entries acknowledged by the broker; returns how many were pending."""
+        wanted = sorted(set(seqs))
+        if not wanted:
+            return 0
+        now = self._clock.now()
+        changed = 0
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                for start in range(0, len(wanted), 500):
+                    chunk = wanted[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    cursor = self._conn.execute(
+                        f"UPDATE entries SET acked_at = ? "  # noqa: S608 - only placeholders
+                        f"WHERE acked_at IS NULL AND seq IN ({marks})",
+                        (now, *chunk),
+                    )
+                    changed += cursor.rowcount
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                raise StateError(f"cannot mark entries sent in {self.path}: {exc}") from exc
+            self._backlog -= changed
+            self._note_capacity()
+        return changed
+
+    # ---- housekeeping and reading --------------------------------------------------
+
+    def prune(self, now: float | None = None, batch: int = 2000) -> int:
+        """Delete acknowledged entries older than the retention, a batch per lock hold."""
+        cutoff = (self._clock.now() if now is None else now) - self.retention_s
+        removed = 0
+        while True:
+            with self._lock:
+                cursor = self._conn.execute(
+                    "DELETE FROM entries WHERE seq IN (SELECT seq FROM entries "
+                    "WHERE acked_at IS NOT NULL AND ts < ? ORDER BY seq LIMIT ?)",
+                    (cutoff, batch),
+                )
+                removed += cursor.rowcount
+            if cursor.rowcount < batch:
+                break
+        if removed:
+            log.info("pruned %s acknowledged entries older than the retention", removed)
+        return removed
+
+    def history(self, since: float | None = None) -> Iterator[Entry]:
+        """Every kept entry (pending and acknowledged) from ``since``, in seq order."""
+        after = 0
+        lower = float("-inf") if since is None else since
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT seq, id, ts, event, acked_at FROM entries "
+                    "WHERE seq > ? AND ts >= ? ORDER BY seq LIMIT ?",
+                    (after, lower, _PAGE),
+                ).fetchall()
+            yield from (_entry(row) for row in rows)
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1][0]
+
+    @property
+    def backlog(self) -> int:
+        return self._backlog
+
+    @property
+    def full(self) -> bool:
+        return self._full
+
+    def status(self, now: float | None = None) -> OutboxStatus:
+        at = self._clock.now() if now is None else now
+        with self._lock:
+            oldest = self._conn.execute(
+                "SELECT ts FROM entries WHERE acked_at IS NULL ORDER BY seq LIMIT 1"
+            ).fetchone()
+            row = self._conn.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'entries'"
+            ).fetchone()
+            total = self._conn.execute("SELECT count(*) FROM entries").fetchone()[0]
+        oldest_ts = None if oldest is None else float(oldest[0])
+        return OutboxStatus(
+            backlog=self._backlog,
+            oldest_pending_ts=oldest_ts,
+            oldest_age_s=None if oldest_ts is None else max(0.0, at - oldest_ts),
+            disk_bytes=self._disk_bytes(),
+            capacity=self.capacity,
+            full=self._full,
+            last_seq=int(row[0]) if row else 0,
+            entries=int(total),
+            problems=tuple(self._problems),
+        )
+
+    def problems(self) -> list[str]:
+        return list(self._problems)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> EntryLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _count_pending(self) -> int:
+        with self._lock:
+            return int(
+                self._conn.execute(
+                    "SELECT count(*) FROM entries WHERE acked_at IS NULL"
+                ).fetchone()[0]
+            )
+
+    def _disk_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                total += self.path.with_name(self.path.name + suffix).stat().st_size
+        return total
+
+
+class _Corrupt(sqlite3.DatabaseError):
+    """The file opened but failed SQLite's integrity check."""
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    """Not-a-database or malformed; not "locked", "busy" or an I/O error."""
+    if isinstance(exc, _Corrupt):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _event_time(event: dict[str, Any], now: float) -> float:
+    """The event's own time (ISO 8601 or Unix seconds) for ``--since``; else now."""
+    value = event.get("ts")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        with contextlib.suppress(GateError):
+            return parse_instant(value)
+    return now
+
+
+def _entry(row: tuple[Any, ...]) -> Entry:
+    seq, entry_id, ts, text, acked_at = row
+    return Entry(int(seq), str(entry_id), float(ts), json.loads(text), acked_at)

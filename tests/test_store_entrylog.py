@@ -1,0 +1,160 @@
+"""Entry log / outbox: ids and sequence numbers, pending/ack, retention, capacity, threads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+
+from agent.clock import FixedClock
+from agent.errors import StateError
+from agent.store import EntryLog
+
+T0 = 1_790_000_000.0
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(T0)
+
+
+def scan(n: int = 0) -> dict[str, object]:
+    return {"kind": "scan", "granted": n % 2 == 0, "reason": "ok", "sub": f"rider-{n}"}
+
+
+def test_append_assigns_id_and_gapless_seq_inside_the_record(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    with EntryLog(tmp_path, clock=clock) as log:
+        entries = [log.append(scan(n)) for n in range(5)]
+    assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
+    assert len({e.id for e in entries}) == 5
+    first = entries[0]
+    assert len(first.id) == 32 and int(first.id, 16) >= 0
+    assert first.event["id"] == first.id and first.event["seq"] == 1
+    assert first.event["ts"] == "2026-09-21T14:13:20.000Z"
+    assert first.event["sub"] == "rider-0"
+    with EntryLog(tmp_path, clock=clock) as again:
+        assert again.append(scan()).seq == 6
+        assert [e.event for e in again.pending(limit=2)] == [entries[0].event, entries[1].event]
+
+
+def test_pending_hands_out_in_order_after_a_seq_and_ack_removes(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    with EntryLog(tmp_path, clock=clock) as log:
+        for n in range(10):
+            log.append(scan(n))
+        first = log.pending(limit=4)
+        assert [e.seq for e in first] == [1, 2, 3, 4]
+        # in flight up to 4: the next batch starts after it, nothing read ahead
+        assert [e.seq for e in log.pending(after_seq=4, limit=3)] == [5, 6, 7]
+        assert log.ack([2, 1, 4, 4, 99]) == 3
+        assert [e.seq for e in log.pending(limit=3)] == [3, 5, 6]
+        assert log.backlog == 7
+        assert log.ack([1]) == 0  # an ack repeated by the broker changes nothing
+        status = log.status()
+        assert (status.backlog, status.last_seq, status.entries) == (7, 10, 10)
+
+
+def test_log_keeps_acked_entries_until_retention_then_prunes_only_acked(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    with EntryLog(tmp_path, clock=clock, retention_days=1) as log:
+        for n in range(6):
+            log.append(scan(n))
+        log.ack([1, 2, 3])
+        assert [e.seq for e in log.history()] == [1, 2, 3, 4, 5, 6]
+        assert log.prune(T0 + 3600) == 0  # within retention: kept as the local log
+        assert log.prune(T0 + 2 * 86400, batch=2) == 3
+        assert [e.seq for e in log.history()] == [4, 5, 6]  # pending are never pruned
+        clock.advance(3 * 86400)
+        log.ack([4, 5, 6])
+        log.prune()
+        assert log.append(scan()).seq == 7  # numbers never come back after a prune
+
+
+def test_history_since_filters_by_event_time(tmp_path: Path, clock: FixedClock) -> None:
+    with EntryLog(tmp_path, clock=clock) as log:
+        log.append({**scan(), "ts": "2026-09-20T10:00:00Z"})
+        log.append({**scan(), "ts": "2026-09-22T10:00:00Z"})
+        log.append(scan())  # no ts: now, 2026-09-21T14:13:20Z
+        assert len(list(log.history())) == 3
+        since = [e.event["ts"] for e in log.history(since=T0 - 3600)]
+        assert since == ["2026-09-22T10:00:00Z", "2026-09-21T14:13:20.000Z"]
+
+
+def test_full_outbox_alarms_and_keeps_recording(
+    tmp_path: Path, clock: FixedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with EntryLog(tmp_path, clock=clock, capacity=3) as log:
+        for n in range(3):
+            log.append(scan(n))
+        assert log.full
+        log.append(scan(4))  # still recorded: a lost entry is worse than disk use
+        assert log.status().to_json() | {"backlog": 4, "full": True} == log.status().to_json()
+        assert any("outbox full" in r.message for r in caplog.records
+                   if r.levelno == logging.WARNING)
+        log.ack([1, 2])
+        assert not log.full
+
+
+def test_disk_floor_refuses_to_record(tmp_path: Path, clock: FixedClock) -> None:
+    with EntryLog(tmp_path, clock=clock, min_free_bytes=1 << 62) as log:
+        with pytest.raises(StateError, match="scans are denied"):
+            log.append(scan())
+        assert log.status().last_seq == 0
+
+
+def test_status_reports_backlog_age_and_disk(tmp_path: Path, clock: FixedClock) -> None:
+    with EntryLog(tmp_path, clock=clock, capacity=1000) as log:
+        empty = log.status().to_json()
+        assert empty | {"backlog": 0, "oldest_age_s": None, "full": False} == empty
+        log.append(scan())
+        clock.advance(90)
+        log.append(scan())
+        status = log.status()
+        assert status.oldest_age_s == 90.0
+        assert status.disk_bytes > 0
+        assert status.capacity == 1000
+
+
+def test_controller_and_sync_threads_share_the_log(tmp_path: Path, clock: FixedClock) -> None:
+    """Appends on one thread while another drains: every seq acked once, in order."""
+    total = 400
+    with EntryLog(tmp_path, clock=clock) as log:
+        done = threading.Event()
+        acked: list[int] = []
+
+        def drain() -> None:
+            while not (done.is_set() and log.backlog == 0):
+                batch = log.pending(limit=25)
+                log.ack(e.seq for e in batch)
+                acked.extend(e.seq for e in batch)
+                if not batch:
+                    done.wait(0.001)
+
+        worker = threading.Thread(target=drain, name="test-sync")
+        worker.start()
+        for n in range(total):
+            log.append(scan(n))
+        done.set()
+        worker.join(timeout=30)
+        assert not worker.is_alive()
+        assert acked == list(range(1, total + 1))
+
+
+def test_read_only_log_reads_and_missing_log_is_a_clear_error(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    with pytest.raises(StateError, match="no entry log"):
+        EntryLog(tmp_path, read_only=True)
+    with EntryLog(tmp_path, clock=clock) as log:
+        log.append(scan())
+        reader = EntryLog(tmp_path, clock=clock, read_only=True)
+        assert [e.seq for e in reader.history()] == [1]
+        with pytest.raises(StateError, match="read-only"):
+            reader.append(scan())
+        reader.close()
