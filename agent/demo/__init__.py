@@ -1,0 +1,1 @@
+"""The embedded default: throwaway keys, config, codes and a rendered clip (gate-agent demo)."""

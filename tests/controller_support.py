@@ -1,0 +1,81 @@
+"""A controller wired to real parts in tmp_path: mock pins, real stores, generated keys."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.clock import FixedClock
+from agent.config import config_from_mapping
+from agent.controller import Controller, Parts
+from agent.demo.kit import DemoKit, make_kit
+from agent.protocol.keys import load_keyring
+from agent.store import EntryLog, Meta, ReplayCache, RevocationStore
+from hw.door import RelayDoor
+from hw.indicators import make_indicators
+from hw.pins import make_pin_factory
+
+RELAY_PIN = 17
+
+
+@dataclass
+class Rig:
+    kit: DemoKit
+    clock: FixedClock
+    controller: Controller
+    entry_log: EntryLog
+    revocations: RevocationStore
+    factory: Any
+    door: RelayDoor
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def relay_pin(self) -> Any:
+        return self.factory.pin(RELAY_PIN)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [entry.event for entry in self.entry_log.history()]
+
+    def relay_went_high(self) -> bool:
+        return any(state for _, state in self.relay_pin.states)
+
+
+@contextmanager
+def controller_rig(tmp_path: Path, **sections: dict[str, Any]) -> Iterator[Rig]:
+    """Everything real except the pins (gpiozero MockFactory) and the clock (FixedClock)."""
+    kit = make_kit(tmp_path / "kit")
+    state = tmp_path / "state"
+    raw = kit.config(state, **sections)
+    config = config_from_mapping(raw, base_dir=tmp_path)
+    clock = FixedClock(time.time())
+    factory = make_pin_factory("mock")
+    door = RelayDoor(config.door, factory)
+    indicators = make_indicators(config.indicators, factory)
+    entry_log = EntryLog(state, clock=clock)
+    revocations = RevocationStore(state, clock=clock)
+    replays = ReplayCache(state, clock=clock)
+    meta = Meta(state, clock=clock)
+    seen: list[dict[str, Any]] = []
+    parts = Parts(
+        config=config, clock=clock, door=door, indicators=indicators,
+        keyring=load_keyring(config.trust.keys_dir, config.trust.ops_keys_dir),
+        revocations=revocations, replays=replays, meta=meta, entry_log=entry_log,
+        observer=seen.append,
+    )
+    controller = Controller(parts)
+    rig = Rig(kit, clock, controller, entry_log, revocations, factory, door, seen)
+    try:
+        yield rig
+    finally:
+        controller.stop(5)
+        door.close()
+        indicators.close()
+        entry_log.close()
+        revocations.close()
+        replays.close()
+        meta.close()
+        factory.close()

@@ -1,0 +1,145 @@
+"""The controller's scan path: decide, record durably, then actuate; deny on any doubt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.events import DoorInput, Inbound, Scan
+from tests.controller_support import Rig, controller_rig
+
+
+def _scan(rig: Rig, text: str) -> dict[str, object]:
+    rig.controller.process(Scan(text, "sim", rig.clock.now(), rig.clock.monotonic()))
+    return rig.seen[-1]
+
+
+def test_valid_code_is_recorded_before_the_relay_releases(tmp_path: Path) -> None:
+    with controller_rig(tmp_path) as rig:
+        order: list[str] = []
+        original = rig.door.pulse
+
+        def pulse_after_row(seconds: float) -> None:
+            order.append(f"pulse with {len(rig.rows())} rows")
+            original(seconds)
+
+        rig.door.pulse = pulse_after_row  # type: ignore[method-assign]
+        shown = _scan(rig, rig.kit.valid_code("C-1", rig.clock.now()))
+        assert shown["granted"] is True and shown["reason"] == "ok" and shown["sub"] == "C-1"
+        assert order == ["pulse with 1 rows"]
+        (row,) = rig.rows()
+        assert row["granted"] is True and row["door"] == "unlocked" and row["kind"] == "scan"
+        assert row["seq"] == 1 and row["site"] == rig.kit.site and row["method"] == "sim"
+        assert rig.door.unlocked and rig.relay_went_high()
+
+
+def test_denials_are_recorded_and_never_touch_the_relay(tmp_path: Path) -> None:
+    with controller_rig(tmp_path) as rig:
+        now = rig.clock.now()
+        valid = rig.kit.valid_code("C-1", now)
+        expired = rig.kit.presentation(
+            rig.kit.credential("C-2", now, not_before=now - 86400, ttl_s=3600), "C-2", now
+        )
+        wrong = rig.kit.presentation(rig.kit.credential("C-3", now, scope="elsewhere"), "C-3", now)
+        static = rig.kit.credential("C-4", now, holder=False)
+        reasons = [_scan(rig, t)["reason"] for t in (expired, wrong, "garbage", static)]
+        assert reasons == ["expired", "wrong_scope", "malformed", "holder_required"]
+        assert not rig.relay_went_high()
+        _scan(rig, valid)
+        rig.door.lock()
+        assert _scan(rig, valid)["reason"] == "replayed"  # the same presentation again
+        rows = rig.rows()
+        assert [r["reason"] for r in rows] == [*reasons, "ok", "replayed"]
+        assert [r["door"] for r in rows] == ["none"] * 4 + ["unlocked", "none"]
+        assert not rig.door.unlocked
+
+
+def test_revocation_list_from_the_centre_revokes_the_next_scan(tmp_path: Path) -> None:
+    with controller_rig(tmp_path) as rig:
+        now = rig.clock.now()
+        rig.controller.process(Inbound("revocations_full", rig.kit.revocation_list(3, now)))
+        assert rig.revocations.version == 3
+        assert _scan(rig, rig.kit.valid_code("C-9999", now))["reason"] == "revoked"
+        # An older list, a tampered one and garbage change nothing.
+        rig.controller.process(Inbound("revocations_full", rig.kit.revocation_list(2, now, ())))
+        tampered = bytearray(rig.kit.revocation_list(4, now, ()))
+        tampered[-5] ^= 0xFF
+        rig.controller.process(Inbound("revocations_full", bytes(tampered)))
+        rig.controller.process(Inbound("revocations_delta", b"\x00garbage"))
+        assert rig.revocations.version == 3
+        assert _scan(rig, rig.kit.valid_code("C-9999", now))["reason"] == "revoked"
+
+
+def test_a_failing_entry_log_denies_and_keeps_the_door_locked(tmp_path: Path) -> None:
+    with controller_rig(tmp_path) as rig:
+        rig.entry_log.close()  # the disk went away
+        shown = _scan(rig, rig.kit.valid_code("C-1", rig.clock.now()))
+        assert shown["granted"] is False and shown["reason"] == "internal_error"
+        assert shown["recorded"] is False
+        assert not rig.relay_went_high()
+        status = rig.controller.status()
+        assert status["append_failures"] == 1 and "entry_log" in status["alarms"]
+
+
+def test_lockdown_denies_and_free_mode_holds_the_door_until_it_expires(tmp_path: Path) -> None:
+    with controller_rig(tmp_path) as rig:
+        now = rig.clock.now()
+        rig.controller.set_mode("lockdown", None, "test")
+        assert _scan(rig, rig.kit.valid_code("C-1", now))["reason"] == "lockdown"
+        assert not rig.relay_went_high()
+        rig.controller.set_mode("free", 60, "test")
+        assert rig.door.unlocked
+        assert rig.controller.status()["mode"] == "free"
+        rig.clock.advance(61)
+        rig.controller.process(DoorInput("contact_closed", rig.clock.now()))
+        assert rig.controller.mode == "normal" and not rig.door.unlocked
+        kinds = [(r["kind"], r.get("mode")) for r in rig.rows() if r["kind"] == "mode"]
+        assert kinds == [("mode", "lockdown"), ("mode", "free"), ("mode", "normal")]
+
+
+def test_rate_limit_records_a_summary_instead_of_every_denial(tmp_path: Path) -> None:
+    with controller_rig(tmp_path, policy={"denials_per_minute": 5}) as rig:
+        for n in range(12):
+            _scan(rig, f"garbage-{n}")
+        rows = rig.rows()
+        assert [r["reason"] for r in rows] == ["malformed"] * 5 + ["rate_limited"]
+        # A real courier is not locked out by the flood.
+        assert _scan(rig, rig.kit.valid_code("C-1", rig.clock.now()))["granted"] is True
+        assert rig.seen[-2]["reason"] == "rate_limited"  # every scan is still shown
+        rig.clock.advance(61)
+        rig.controller.process(DoorInput("contact_closed", rig.clock.now()))
+        summary = rig.rows()[-1]
+        assert summary["kind"] == "rate_limit" and summary["suppressed"] == 7
+        assert summary["reasons"] == {"malformed": 7}
+        assert _scan(rig, "garbage-again")["reason"] == "malformed"
+
+
+def test_exit_button_and_alarms_are_recorded(tmp_path: Path) -> None:
+    with controller_rig(tmp_path) as rig:
+        rig.controller.process(DoorInput("exit", rig.clock.now()))
+        assert rig.door.unlocked
+        rig.door.lock()  # the pulse ended; the controller notices on its next tick
+        rig.controller.process(DoorInput("contact_closed", rig.clock.now()))
+        rig.clock.advance(10)
+        rig.controller.process(DoorInput("contact_open", rig.clock.now()))  # nobody released it
+        rig.controller.process(DoorInput("fire", rig.clock.now()))
+        assert rig.door.unlocked  # fire: held released
+        rig.controller.process(DoorInput("fire_clear", rig.clock.now()))
+        assert not rig.door.unlocked
+        rows = rig.rows()
+        assert rows[0]["kind"] == "exit" and rows[0]["method"] == "exit"
+        alarms = [r["alarm"] for r in rows if r["kind"] == "alarm"]
+        assert alarms == ["forced", "fire", "fire_clear"]
+
+
+def test_the_loop_survives_a_bad_event_and_drains_on_stop(tmp_path: Path) -> None:
+    with controller_rig(tmp_path) as rig:
+        rig.controller.start()
+        now = rig.clock.now()
+        rig.controller.submit("not an event")  # type: ignore[arg-type]
+        codes = [rig.kit.valid_code(f"C-{n}", now) for n in range(5)]
+        for code in codes:
+            rig.controller.submit(Scan(code, "sim", now, 0.0))
+        assert rig.controller.stop(10)
+        assert rig.controller.errors == 1
+        assert [r["reason"] for r in rig.rows()] == ["ok"] * 5
+        assert len(rig.controller.latencies) == 5
