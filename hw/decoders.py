@@ -69,7 +69,7 @@ class ZxingDecoder:
                 'or set [camera] decoder = "pyzbar"'
             ) from None
         self._zx: Any = zxingcpp
-        self._formats = zxingcpp.BarcodeFormat.QRCode | zxingcpp.BarcodeFormat.MicroQRCode
+        self._formats = zxingcpp.BarcodeFormat.QRCode
         self._downscale = try_downscale
         # QR finder patterns are rotation-invariant; try_rotate only helps linear codes.
         self._rotate = try_rotate

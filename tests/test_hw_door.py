@@ -1,0 +1,157 @@
+"""The relay: locked from construction, timed pulses that re-arm, locked on close and on errors."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from agent.config import DoorSection
+from hw.door import RelayDoor, force_locked
+from hw.pins import make_pin_factory
+
+
+@pytest.fixture
+def factory() -> Iterator[Any]:
+    f = make_pin_factory("mock")
+    try:
+        yield f
+    finally:
+        f.reset()
+        f.close()
+
+
+def _levels(pin: Any) -> list[bool]:
+    return [s.state for s in pin.states]
+
+
+class Changes:
+    """Collects on_change calls; wait_for() blocks (bounded) until a state arrives."""
+
+    def __init__(self) -> None:
+        self.states: list[str] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, state: str) -> None:
+        with self._cond:
+            self.states.append(state)
+            self._cond.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.states) >= count, timeout)
+
+
+def test_relay_is_driven_locked_at_construction_active_high(factory: Any) -> None:
+    pin = factory.pin(17)
+    with RelayDoor(DoorSection(relay_pin=17, relay_active_high=True), factory) as door:
+        assert pin.function == "output"
+        assert pin.state is False
+        assert not door.unlocked
+
+
+def test_relay_is_driven_locked_at_construction_active_low(factory: Any) -> None:
+    pin = factory.pin(17)
+    with RelayDoor(DoorSection(relay_pin=17, relay_active_high=False), factory) as door:
+        assert pin.state is True  # active-low board: high = relay off = locked
+        door.pulse(5)
+        assert pin.state is False
+        assert door.unlocked
+
+
+def test_pulse_releases_then_locks_by_itself(factory: Any) -> None:
+    changes = Changes()
+    pin = factory.pin(17)
+    with RelayDoor(DoorSection(relay_pin=17), factory, on_change=changes) as door:
+        door.pulse(0.2)
+        assert door.unlocked
+        assert changes.wait_for(2)
+        assert changes.states == ["unlocked", "locked"]
+        assert not door.unlocked
+    levels = _levels(pin)
+    assert levels[-2:] == [True, False]
+    # the released stretch lasted the pulse, measured by the mock pin's own timestamps
+    assert pin.states[-1].timestamp == pytest.approx(0.2, abs=0.15)
+
+
+def test_new_pulse_during_a_pulse_extends_without_stacking_threads(factory: Any) -> None:
+    changes = Changes()
+    pin = factory.pin(17)
+    with RelayDoor(DoorSection(relay_pin=17), factory, on_change=changes) as door:
+        threads_before = threading.active_count()
+        door.pulse(0.3)
+        for _ in range(20):
+            door.pulse(0.3)
+        assert threading.active_count() == threads_before
+        assert changes.wait_for(2)
+        # one release, one lock: re-pulsing never toggled the relay
+        assert changes.states == ["unlocked", "locked"]
+    assert _levels(pin).count(True) == 1
+
+
+def test_extension_restarts_the_close(factory: Any) -> None:
+    changes = Changes()
+    pin = factory.pin(17)
+    with RelayDoor(DoorSection(relay_pin=17), factory, on_change=changes) as door:
+        door.pulse(0.3)
+        released = threading.Event()
+        released.wait(0.2)  # bounded pause inside the first pulse
+        door.pulse(0.3)
+        assert changes.wait_for(2)
+    # released for ~0.5 s (0.2 + 0.3), not the 0.3 s of a single pulse
+    assert pin.states[-1].timestamp >= 0.45
+
+
+def test_close_locks_at_once_and_is_idempotent(factory: Any) -> None:
+    pin = factory.pin(17)
+    door = RelayDoor(DoorSection(relay_pin=17), factory)
+    door.pulse(60)
+    door.close()
+    assert pin.state is False
+    assert pin.states[-1].timestamp < 1.0  # did not wait for the 60 s pulse
+    door.close()
+    door.pulse(1)  # ignored after close
+    assert pin.state is False
+
+
+def test_exception_in_caller_leaves_door_locked(factory: Any) -> None:
+    pin = factory.pin(17)
+    with pytest.raises(RuntimeError), RelayDoor(DoorSection(relay_pin=17), factory) as door:
+        door.hold_unlocked()
+        assert pin.state is True
+        raise RuntimeError("controller crashed")
+    assert pin.state is False
+
+
+def test_hold_unlocked_survives_pulse_end_until_lock(factory: Any) -> None:
+    changes = Changes()
+    with RelayDoor(DoorSection(relay_pin=17), factory, on_change=changes) as door:
+        door.pulse(0.05)
+        door.hold_unlocked()
+        threading.Event().wait(0.2)
+        assert door.unlocked
+        door.lock()
+        assert not door.unlocked
+        assert changes.states == ["unlocked", "locked"]
+
+
+def test_pulse_rejects_non_positive_length(factory: Any) -> None:
+    with RelayDoor(DoorSection(relay_pin=17), factory) as door, pytest.raises(ValueError):
+        door.pulse(0)
+
+
+def test_force_locked_drives_a_pin_left_released(factory: Any) -> None:
+    pin = factory.pin(17)
+    pin.function = "output"
+    pin.state = True  # what a SIGKILLed agent leaves behind mid-pulse
+    level = force_locked(DoorSection(relay_pin=17, relay_active_high=True), factory)
+    assert level == 0
+    assert _levels(pin)[-1] is False
+
+
+def test_force_locked_active_low(factory: Any) -> None:
+    pin = factory.pin(17)
+    assert force_locked(DoorSection(relay_pin=17, relay_active_high=False), factory) == 1
+    assert True in _levels(pin)
