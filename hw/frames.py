@@ -60,7 +60,7 @@ class ChangeGate:
         thumb = self.thumbnail(gray)
         previous, self._previous = self._previous, thumb
         if previous is None:
-            return True
+            return False  # no reference yet; should_decode decodes the first frame anyway
         diff = self._cv2.absdiff(thumb, previous)
         moved = int(np.count_nonzero(diff > self._delta))
         return moved > self._fraction * thumb.size
@@ -254,7 +254,8 @@ class FrameLoop:
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 log.warning("thread %s did not stop within %.1f s", thread.name, timeout)
-        self.state = "stopped"
+        if self.state != "finished":
+            self.state = "stopped"
 
     def status(self) -> dict[str, object]:
         s = self._pipeline.stats

@@ -1,0 +1,189 @@
+"""Serial QR modules on a real pseudo-terminal pair: lines, size cap, unplug and replug."""
+
+from __future__ import annotations
+
+import os
+import pty
+import threading
+import tty
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.config import ScannerSection, SerialSection
+from hw.serial_scanner import LineSplitter, SerialSource
+
+
+class Pty:
+    """A pseudo-terminal standing in for a USB-CDC scanner, reachable through a symlink
+    (the stable /dev/serial/by-id name) that can be unplugged and plugged back in."""
+
+    def __init__(self, link: Path) -> None:
+        self.link = link
+        self.master = -1
+        self.plug()
+
+    def plug(self) -> None:
+        master, slave = pty.openpty()
+        tty.setraw(slave)
+        name = os.ttyname(slave)
+        os.close(slave)
+        self.master = master
+        tmp = self.link.with_suffix(".new")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(name)
+        tmp.replace(self.link)
+
+    def unplug(self) -> None:
+        self.link.unlink(missing_ok=True)
+        os.close(self.master)
+        self.master = -1
+
+    def send(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def close(self) -> None:
+        if self.master >= 0:
+            os.close(self.master)
+            self.master = -1
+
+
+class Got:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, text: str, method: str) -> None:
+        with self._cond:
+            self.items.append((text, method))
+            self._cond.notify_all()
+
+    def wait_for(self, n: int, timeout: float = 5.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.items) >= n, timeout)
+
+
+@pytest.fixture
+def device(tmp_path: Path) -> Iterator[Pty]:
+    p = Pty(tmp_path / "ttyACM0")
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def _source(device: Pty, terminator: str = "any", dedupe: float = 0.0) -> SerialSource:
+    return SerialSource(
+        SerialSection(port=str(device.link), baud=9600, terminator=terminator),  # type: ignore[arg-type]
+        ScannerSection(kind="serial", dedupe_s=dedupe),
+        max_line=64,
+        backoff_s=(0.05, 0.2),
+    )
+
+
+def _wait_state(source: SerialSource, state: str, timeout: float = 5.0) -> bool:
+    ev = threading.Event()
+    for _ in range(int(timeout / 0.02)):
+        if source.status()["state"] == state:
+            return True
+        ev.wait(0.02)
+    return False
+
+
+def test_lines_with_any_terminator_become_scans(device: Pty) -> None:
+    got = Got()
+    source = _source(device)
+    source.start(got)
+    try:
+        assert _wait_state(source, "running")
+        device.send(b"QM1:ONE\r\nQM1:TWO\rQM1:TH")
+        device.send(b"REE\n")
+        assert got.wait_for(3)
+    finally:
+        source.stop()
+    assert got.items == [("QM1:ONE", "serial"), ("QM1:TWO", "serial"), ("QM1:THREE", "serial")]
+
+
+def test_overlong_line_is_discarded_not_buffered(device: Pty) -> None:
+    got = Got()
+    source = _source(device)
+    source.start(got)
+    try:
+        assert _wait_state(source, "running")
+        device.send(b"X" * 5000 + b"\r\n" + b"QM1:AFTER\r\n")
+        assert got.wait_for(1)
+    finally:
+        source.stop()
+    assert got.items == [("QM1:AFTER", "serial")]
+    assert source.status()["discarded"] == 1
+
+
+def test_repeated_code_within_window_is_one_scan(device: Pty) -> None:
+    got = Got()
+    source = _source(device, dedupe=5.0)
+    source.start(got)
+    try:
+        assert _wait_state(source, "running")
+        device.send(b"QM1:SAME\r\nQM1:SAME\r\nQM1:OTHER\r\n")
+        assert got.wait_for(2)
+    finally:
+        source.stop()
+    assert [t for t, _ in got.items] == ["QM1:SAME", "QM1:OTHER"]
+
+
+def test_unplug_is_survived_and_port_reopened(device: Pty) -> None:
+    got = Got()
+    source = _source(device)
+    source.start(got)
+    try:
+        assert _wait_state(source, "running")
+        device.send(b"QM1:BEFORE\n")
+        assert got.wait_for(1)
+        device.unplug()
+        assert _wait_state(source, "reopening")
+        assert "ttyACM0" in str(source.status()["last_error"])
+        device.plug()
+        assert _wait_state(source, "running")
+        device.send(b"QM1:AFTER\n")
+        assert got.wait_for(2)
+    finally:
+        source.stop()
+    assert [t for t, _ in got.items] == ["QM1:BEFORE", "QM1:AFTER"]
+    assert int(source.status()["reopens"]) >= 1  # type: ignore[call-overload]
+    assert source.status()["state"] == "stopped"
+
+
+def test_missing_port_at_start_keeps_retrying(tmp_path: Path) -> None:
+    source = SerialSource(
+        SerialSection(port=str(tmp_path / "nothing")),
+        ScannerSection(kind="serial"),
+        max_line=64,
+        backoff_s=(0.02, 0.05),
+    )
+    source.start(lambda t, m: None)
+    try:
+        assert _wait_state(source, "reopening")
+    finally:
+        source.stop()
+
+
+@pytest.mark.parametrize(
+    ("terminator", "data", "lines"),
+    [
+        ("cr", b"A\rB\r", [b"A", b"B"]),
+        ("lf", b"A\nB\n", [b"A", b"B"]),
+        ("crlf", b"A\r\nB\r\n", [b"A", b"B"]),
+        ("any", b"A\r\nB\nC\r", [b"A", b"B", b"C"]),
+        ("lf", b"partial", []),
+    ],
+)
+def test_line_splitter_terminators(terminator: str, data: bytes, lines: list[bytes]) -> None:
+    assert LineSplitter(terminator, 100).feed(data) == lines
+
+
+def test_line_splitter_resumes_after_an_overlong_line() -> None:
+    s = LineSplitter("lf", 4)
+    assert s.feed(b"123456") == []
+    assert s.feed(b"789\nOK\n") == [b"OK"]
+    assert s.discarded == 1

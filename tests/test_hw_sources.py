@@ -1,0 +1,215 @@
+"""Camera path from real files: MJPG videos written with cv2.VideoWriter and image folders,
+played through the same change gate / decode / de-duplication as the live camera."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from agent.config import CameraSection, ScannerSection
+from agent.events import Scan
+from hw import render
+from hw.camera import CameraSource
+from hw.decoders import make_decoder
+from hw.frames import ChangeGate, Deduper
+from hw.sources import SimulatedSource
+from tests.conftest import require
+
+W, H = 640, 480
+SCENE = render.scene(W, H)
+CODE_A = render.qr_image("QM1:COURIER-A", module_px=6)
+CODE_B = render.qr_image("QM1:COURIER-B", module_px=6)
+
+
+def frames_with(code: np.ndarray, n: int, jitter: bool = False) -> list[np.ndarray]:
+    out = []
+    for i in range(n):
+        dx = (i % 3) * 4 if jitter else 0
+        out.append(render.place(SCENE, code, cx=W // 2 + dx))
+    return out
+
+
+def collect(source: SimulatedSource, timeout: float = 30.0) -> list[Scan]:
+    scans: list[Scan] = []
+    lock = threading.Lock()
+
+    def on_scan(scan: Scan) -> None:
+        with lock:
+            scans.append(scan)
+
+    source.start_scans(on_scan)
+    try:
+        assert source.finished.wait(timeout), "simulated source did not finish"
+    finally:
+        source.stop()
+    return scans
+
+
+@pytest.fixture
+def video_ok(tmp_path: Path) -> None:
+    require(
+        render.mjpg_available(tmp_path),
+        "an OpenCV build that writes and reads MJPG .avi",
+        "pip install opencv-python-headless",
+    )
+
+
+def test_video_held_code_is_one_scan_and_two_couriers_are_two(
+    tmp_path: Path, video_ok: None
+) -> None:
+    frames = (
+        [SCENE] * 5
+        + frames_with(CODE_A, 20, jitter=True)
+        + [SCENE] * 5
+        + frames_with(CODE_B, 20)
+        + [SCENE] * 3
+    )
+    video = render.write_video(frames, tmp_path / "gate.avi", fps=15)
+    source = SimulatedSource(video, 200, ScannerSection(dedupe_s=3.0), make_decoder("auto"))
+    scans = collect(source)
+    assert [s.text for s in scans] == ["QM1:COURIER-A", "QM1:COURIER-B"]
+    assert all(s.method == "sim" for s in scans)
+    status = source.status()
+    assert status["codes"] == 2
+    assert status["state"] == "finished"
+
+
+def test_same_code_again_after_the_window_is_a_new_scan(tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    sequence = [CODE_A] * 3 + [None] * 2 + [CODE_A] * 3
+    for i, code in enumerate(sequence):
+        image = SCENE if code is None else render.place(SCENE, code)
+        cv2.imwrite(str(folder / f"{i:03d}.png"), image)
+    # dedupe 0: every reappearance after leaving the view is a new scan
+    source = SimulatedSource(folder, 100, ScannerSection(dedupe_s=0.0), make_decoder("auto"))
+    texts = [s.text for s in collect(source)]
+    assert texts.count("QM1:COURIER-A") >= 2
+
+
+def test_static_code_is_still_read_with_the_change_gate(tmp_path: Path) -> None:
+    """A phone already still in view from the first frame: decoded, then frames skipped."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(30):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), render.place(SCENE, CODE_A))
+    source = SimulatedSource(folder, 200, ScannerSection(dedupe_s=3.0), make_decoder("auto"))
+    assert [s.text for s in collect(source)] == ["QM1:COURIER-A"]
+    status = source.status()
+    assert status["skipped"] > 0  # identical frames were not decoded again
+
+
+def test_scan_mono_is_the_frame_capture_time(tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), render.place(SCENE, CODE_A))
+    source = SimulatedSource(folder, 10, ScannerSection(), make_decoder("auto"))
+    import time
+
+    before = time.monotonic()
+    scans = collect(source)
+    assert len(scans) == 1
+    assert before <= scans[0].mono <= time.monotonic()
+
+
+def test_start_with_on_code_callback(tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), render.place(SCENE, CODE_B))
+    source = SimulatedSource(folder, 10, ScannerSection(), make_decoder("auto"))
+    got: list[tuple[str, str]] = []
+    source.start(lambda text, method: got.append((text, method)))
+    assert source.finished.wait(10)
+    source.stop()
+    assert got == [("QM1:COURIER-B", "sim")]
+
+
+def test_looping_source_runs_until_stopped(tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), SCENE)
+    source = SimulatedSource(folder, 50, ScannerSection(), make_decoder("auto"), loop=True)
+    source.start(lambda text, method: None)
+    assert not source.finished.wait(0.3)
+    source.stop()
+    assert source.status()["frames"] > 1
+
+
+def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
+    from agent.errors import HardwareError
+
+    with pytest.raises(HardwareError, match="does not exist"):
+        SimulatedSource(tmp_path / "nope", 10, ScannerSection(), make_decoder("auto"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(HardwareError, match="no images"):
+        SimulatedSource(tmp_path / "empty", 10, ScannerSection(), make_decoder("auto"))
+
+
+def test_callback_error_does_not_stop_the_source(tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, code in enumerate([CODE_A, None, CODE_B]):
+        cv2.imwrite(str(folder / f"{i}.png"), SCENE if code is None else render.place(SCENE, code))
+    source = SimulatedSource(folder, 20, ScannerSection(), make_decoder("auto"))
+    seen: list[str] = []
+
+    def explode(text: str, method: str) -> None:
+        seen.append(text)
+        raise RuntimeError("controller queue full")
+
+    source.start(explode)
+    assert source.finished.wait(10)
+    source.stop()
+    assert seen == ["QM1:COURIER-A", "QM1:COURIER-B"]
+
+
+def test_missing_camera_is_reopened_with_backoff_and_never_raises(tmp_path: Path) -> None:
+    camera = CameraSection(device=str(tmp_path / "video9"))
+    source = CameraSource(camera, ScannerSection(), make_decoder("auto"), backoff_s=(0.01, 0.05))
+    source.start(lambda text, method: None)
+    try:
+        deadline = threading.Event()
+        for _ in range(100):
+            if int(source.status()["reopens"]) >= 3:  # type: ignore[call-overload]
+                break
+            deadline.wait(0.05)
+        status = source.status()
+        assert status["state"] == "reopening"
+        assert int(status["reopens"]) >= 3  # type: ignore[call-overload]
+        assert "cannot be opened" in str(status["last_error"])
+    finally:
+        source.stop()
+    assert source.status()["state"] == "stopped"
+
+
+def test_change_gate_skips_still_frames_decodes_after_motion_and_periodically() -> None:
+    gate = ChangeGate(refresh_s=1.0)
+    still = SCENE
+    moved = render.place(SCENE, CODE_A)
+    assert gate.should_decode(still, 0.0)  # first frame
+    assert not gate.should_decode(still, 0.1)
+    assert gate.should_decode(moved, 0.2)  # motion
+    assert gate.should_decode(moved, 0.3)  # settled: one more decode of the still phone
+    assert not gate.should_decode(moved, 0.4)
+    assert gate.should_decode(moved, 1.4)  # periodic refresh
+
+
+def test_change_gate_ignores_sensor_noise() -> None:
+    gate = ChangeGate()
+    rng = np.random.default_rng(7)
+    gate.should_decode(SCENE, 0.0)
+    noisy = np.clip(SCENE + rng.normal(0, 3, SCENE.shape), 0, 255).astype(np.uint8)
+    assert not gate.changed(noisy)
+
+
+def test_deduper_window_slides_while_the_code_stays_in_view() -> None:
+    d = Deduper(3.0)
+    assert d.accept("A", 0.0)
+    assert not d.accept("A", 2.0)
+    assert not d.accept("A", 4.5)  # seen 2.5 s ago: still the same presentation
+    assert d.accept("B", 4.6)
+    assert d.accept("A", 8.0)  # gone for 3.5 s: a new scan
