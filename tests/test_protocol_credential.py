@@ -1,0 +1,80 @@
+"""Credentials and presentations: what is issued reads back, stays small, and the
+tools refuse what cannot work."""
+
+from __future__ import annotations
+
+import nacl.signing
+import pytest
+import segno
+
+from agent.errors import UsageError
+from agent.protocol import qrtext
+from agent.protocol.credential import issue_credential, read_credential
+from agent.protocol.presentation import present, read_scanned
+from tests.credkit import NOW, SITE, Kit
+
+
+def test_issued_claims_read_back() -> None:
+    kit = Kit()
+    cred = read_credential(kit.credential(scope=[SITE, "other/gate-2"], ttl_s=3600))
+    assert (cred.kid, cred.iss, cred.sub) == ("iss1", "iss1", "C123456")
+    assert (cred.nbf, cred.exp, cred.iat) == (int(NOW) - 60, int(NOW) + 3540, int(NOW) - 60)
+    assert cred.scope == (SITE, "other/gate-2")
+    assert cred.holder == bytes(kit.holder.verify_key)
+    assert len(bytes.fromhex(cred.cti)) == 8
+
+
+def test_each_credential_gets_a_fresh_cti() -> None:
+    kit = Kit()
+    assert read_credential(kit.credential()).cti != read_credential(kit.credential()).cti
+
+
+def test_a_presentation_carries_the_credential_and_a_fresh_nonce() -> None:
+    kit = Kit()
+    text = kit.credential()
+    one, two = read_scanned(kit.presentation(text)), read_scanned(kit.presentation(text))
+    assert one.credential == two.credential == read_credential(text)
+    assert one.proof and two.proof and one.proof.nonce != two.proof.nonce
+    assert one.proof.time == int(NOW)
+
+
+def test_qr_text_is_alphanumeric_and_small() -> None:
+    kit = Kit()
+    static = kit.credential(bound=False)
+    live = kit.presentation()
+    for text in (static, kit.credential(), live):
+        assert set(text) <= set("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
+    # Measured sizes (docs/protocol.md): a static credential fits a version-10 QR at
+    # EC level M; a live presentation (two signatures and a key) needs version 12.
+    assert len(static) < 230
+    assert segno.make(static, error="m", boost_error=False).version <= 10
+    assert len(live) < 400
+    assert segno.make(live, error="m", boost_error=False).version <= 12
+
+
+def test_present_refuses_what_cannot_work() -> None:
+    kit = Kit()
+    with pytest.raises(UsageError, match="no holder key"):
+        present(kit.credential(bound=False), kit.holder, at=NOW)
+    with pytest.raises(UsageError, match="does not match"):
+        present(kit.credential(), nacl.signing.SigningKey.generate(), at=NOW)
+    with pytest.raises(UsageError, match="not a credential"):
+        present("QM1:0EC", kit.holder, at=NOW)
+
+
+@pytest.mark.parametrize("scope", ["", "a/b/c", "site/*", "*", "a b", "site+", "#"])
+def test_bad_scope_patterns_are_refused_at_issue(scope: str) -> None:
+    with pytest.raises(UsageError, match="SITE/GATE"):
+        Kit().credential(scope=[scope])
+
+
+def test_issue_refuses_a_small_order_holder_key() -> None:
+    with pytest.raises(UsageError, match="small order"):
+        issue_credential(
+            nacl.signing.SigningKey.generate(), kid="k", sub="C1", scope=[SITE],
+            not_before=NOW, ttl_s=60, now=NOW, holder_pub=bytes.fromhex("01" + "00" * 31),
+        )
+
+
+def test_prefixes_are_versioned() -> None:
+    assert qrtext.KNOWN_PREFIXES == ("QM1:", "QP1:")
