@@ -173,6 +173,11 @@ class MqttSection:
     status_interval_s: int = opt(60, _positive)
     # Reconnect delays double up to this bound, with jitter.
     reconnect_max_s: float = opt(30.0, _positive)
+    # When an event leaves the outbox: on the broker's PUBACK, or when the centre
+    # acknowledges it on .../events/ack (end to end; survives a broker crash).
+    ack: Literal["puback", "centre"] = opt("puback")
+    # ack = "centre": events the centre has not confirmed this long after PUBACK are resent.
+    ack_timeout_s: float = opt(60.0, _positive)
 
 
 @dataclass(frozen=True)

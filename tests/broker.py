@@ -71,6 +71,7 @@ class Broker:
             "persistence false\n"
             "set_tcp_nodelay true\n"
             "max_queued_messages 0\n"
+            "max_inflight_messages 0\n"
             f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             f"{extra_config}\n",

@@ -32,7 +32,7 @@ from agent.sync.broker import BrokerSettings, settings_from_config
 from agent.sync.link import Link, LinkError, LinkSignal, Will
 from agent.sync.status import StatusSource, status_payload, will_payload
 from agent.sync.topics import GateTopics, client_id
-from agent.sync.uplink import Acknowledger, Outbox, UplinkDrain
+from agent.sync.uplink import Acknowledger, CentreAcknowledger, Outbox, UplinkDrain
 from agent.timefmt import format_instant
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,18 @@ class _Wake:
 
 
 @dataclass(frozen=True)
+class _CentreAck:
+    payload: bytes
+
+
+@dataclass(frozen=True)
 class _Outgoing:
     topic: str
     payload: bytes
     retain: bool = False
 
 
-_Item = LinkSignal | _Wake | _Outgoing
+_Item = LinkSignal | _Wake | _Outgoing | _CentreAck
 
 
 class SyncService:
@@ -73,6 +78,7 @@ class SyncService:
         status_interval_s: float | None = None,
         poll_s: float = 0.25,
         reconnect_max_s: float | None = None,
+        reconnect_min_s: float = 0.5,
         acknowledger: Acknowledger | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -81,6 +87,8 @@ class SyncService:
             inflight = inflight or mqtt.inflight
             status_interval_s = status_interval_s or float(mqtt.status_interval_s)
             reconnect_max_s = reconnect_max_s or mqtt.reconnect_max_s
+            if acknowledger is None and mqtt.ack == "centre":
+                acknowledger = CentreAcknowledger(time.monotonic, mqtt.ack_timeout_s)
         else:
             self.settings = mqtt
         self.site = site
@@ -91,9 +99,12 @@ class SyncService:
         self._status = status
         self._status_interval_s = status_interval_s or 60.0
         self._poll_s = poll_s
-        self._backoff = Backoff(maximum=reconnect_max_s or 30.0)
+        self._backoff = Backoff(reconnect_min_s, max(reconnect_min_s, reconnect_max_s or 30.0))
         self._clock: Clock = clock or SystemClock()
         self._kinds = self.topics.inbound_kinds()
+        self._filters = list(self._kinds)
+        if isinstance(self.drain.acknowledger, CentreAcknowledger):
+            self._filters.append(self.topics.events_ack)
         self._items: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._held: deque[_Outgoing] = deque(maxlen=MAX_QUEUED_OUTGOING)
         self._connected = threading.Event()
@@ -166,6 +177,9 @@ class SyncService:
         self._items.put(item)  # paho thread: hand off only
 
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        if topic == self.topics.events_ack:
+            self._items.put(_CentreAck(payload))  # the worker owns the outbox
+            return
         kind = self._kinds.get(topic)
         if kind is None:
             log.warning("ignored message on unexpected topic %s", topic)
@@ -243,7 +257,7 @@ class SyncService:
         log.info("MQTT connected to %s", self.settings.url)
         self.drain.restart()
         self._publish_status(link, online=True)
-        link.subscribe(list(self._kinds))
+        link.subscribe(self._filters)
         while self._held:
             self._publish_outgoing(link, self._held.popleft())
         next_status = time.monotonic() + self._status_interval_s
@@ -255,6 +269,8 @@ class SyncService:
             for item in self._take(timeout):
                 if isinstance(item, _Outgoing):
                     self._publish_outgoing(link, item)
+                elif isinstance(item, _CentreAck):
+                    self.drain.on_centre_ack(item.payload)
                 elif isinstance(item, LinkSignal) and item.generation == link.generation:
                     if item.kind == "puback":
                         mids.append(item.mid)
@@ -264,6 +280,9 @@ class SyncService:
                 self.drain.on_pubacks(mids)
             if lost:
                 raise LinkError("the broker closed the connection")
+            if self.drain.acknowledger.overdue(time.monotonic()):
+                log.warning("the centre did not acknowledge events in time; resending")
+                self.drain.restart()
             if time.monotonic() >= next_status:
                 self._publish_status(link, online=True)
                 next_status = time.monotonic() + self._status_interval_s

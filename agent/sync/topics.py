@@ -1,6 +1,7 @@
 """MQTT topic names (root ``gate/v1``), in one place so gate and gatectl agree.
 
-Per gate ``gate/v1/{site}/{gate}/``: ``events`` (QoS 1 entry log), ``status``
+Per gate ``gate/v1/{site}/{gate}/``: ``events`` (QoS 1 entry log) and ``events/ack`` (the centre's
+acknowledgement, when ``[mqtt] ack = "centre"``), ``status``
 (retained; birth and last will), ``cmd`` and ``cmd/result``, ``resync`` (the gate asks
 the centre for a full revocation list). Per site: ``gate/v1/{site}/cmd`` (commands for
 every gate of the site). Centre-wide: ``revocations/full`` (retained),
@@ -29,6 +30,10 @@ class GateTopics:
     @property
     def events(self) -> str:
         return f"{self.base}/events"
+
+    @property
+    def events_ack(self) -> str:
+        return f"{self.base}/events/ack"
 
     @property
     def status(self) -> str:

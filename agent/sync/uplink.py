@@ -14,8 +14,11 @@ own worker thread and gives it a ``publish`` callable, so it is tested directly.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
 
 
 class PendingEntry(Protocol):
@@ -42,22 +45,79 @@ class Outbox(Protocol):
 class Acknowledger(Protocol):
     """Decides when a published event may leave the outbox.
 
-    The seam for an end-to-end acknowledgement: Mosquitto PUBACKs a publish its ACL
-    dropped, so a PUBACK proves only that the broker took the packet. An acknowledger
-    that waits for the centre returns nothing from ``on_puback`` and later hands the
-    confirmed sequence numbers to ``UplinkDrain.confirm``.
+    Mosquitto PUBACKs a publish that its ACL dropped, and loses PUBACKed messages it
+    had not yet delivered when it crashes (measured: a SIGKILLed broker lost most of
+    the events a lagging subscriber had not received yet), so a PUBACK proves only
+    that the broker took the packet. ``CentreAcknowledger`` waits for the centre's
+    own acknowledgement instead.
     """
 
     def on_puback(self, seqs: Sequence[int]) -> Sequence[int]:
         """Sequence numbers whose PUBACK arrived -> those that may be deleted now."""
         ...
 
+    def on_centre_ack(self, upto: int | None, seqs: Sequence[int]) -> Sequence[int]:
+        """The centre stored ``seqs`` and every seq <= ``upto`` -> seqs to delete now."""
+        ...
+
+    def overdue(self, now: float) -> bool:
+        """True when PUBACKed events waited too long for the centre: resend them."""
+        ...
+
+    def reset(self) -> None:
+        """A new connection: everything pending is sent again anyway."""
+        ...
+
 
 class PubackAcknowledger:
-    """Today's rule: the broker's PUBACK is the acknowledgement."""
+    """The broker's PUBACK is the acknowledgement (works with any centre)."""
 
     def on_puback(self, seqs: Sequence[int]) -> Sequence[int]:
         return seqs
+
+    def on_centre_ack(self, upto: int | None, seqs: Sequence[int]) -> Sequence[int]:
+        return ()
+
+    def overdue(self, now: float) -> bool:
+        return False
+
+    def reset(self) -> None:
+        pass
+
+
+class CentreAcknowledger:
+    """End to end: a row leaves the outbox when the centre says it stored it.
+
+    The centre publishes ``{"upto": N}`` (every seq <= N stored, the usual form since
+    seqs have no holes) and/or ``{"seqs": [...]}`` on ``.../events/ack``. Events that
+    the broker PUBACKed but the centre did not confirm within ``timeout_s`` are sent
+    again (same id).
+    """
+
+    def __init__(self, clock: Callable[[], float], timeout_s: float = 60.0) -> None:
+        self._clock = clock
+        self.timeout_s = timeout_s
+        self._awaiting: dict[int, float] = {}  # seq -> monotonic time of its PUBACK
+
+    def on_puback(self, seqs: Sequence[int]) -> Sequence[int]:
+        now = self._clock()
+        for seq in seqs:
+            self._awaiting.setdefault(seq, now)
+        return ()
+
+    def on_centre_ack(self, upto: int | None, seqs: Sequence[int]) -> Sequence[int]:
+        done = {s for s in seqs if s in self._awaiting}
+        if upto is not None:
+            done.update(s for s in self._awaiting if s <= upto)
+        for seq in done:
+            del self._awaiting[seq]
+        return sorted(done)
+
+    def overdue(self, now: float) -> bool:
+        return any(now - at > self.timeout_s for at in self._awaiting.values())
+
+    def reset(self) -> None:
+        self._awaiting.clear()
 
 
 Publish = Callable[[str, bytes], int]
@@ -100,6 +160,7 @@ class UplinkDrain:
         """A new connection: nothing is in flight; resend from the oldest pending row."""
         self._inflight.clear()
         self._cursor = 0
+        self.acknowledger.reset()
 
     def fill(self, publish: Publish) -> int:
         """Publish pending rows until the window is full; return how many were sent.
@@ -124,6 +185,21 @@ class UplinkDrain:
         if not seqs:
             return 0
         return self.confirm(self.acknowledger.on_puback(seqs))
+
+    def on_centre_ack(self, payload: bytes) -> int:
+        """The centre's acknowledgement (``{"upto": N}`` / ``{"seqs": [...]}``)."""
+        try:
+            body = json.loads(payload)
+            upto = body.get("upto")
+            seqs = body.get("seqs") or []
+            if upto is not None and not isinstance(upto, int):
+                raise ValueError("upto is not an integer")
+            if not isinstance(seqs, list) or not all(isinstance(s, int) for s in seqs):
+                raise ValueError("seqs is not a list of integers")
+        except (ValueError, AttributeError) as exc:
+            log.warning("ignored a malformed centre acknowledgement: %s", exc)
+            return 0
+        return self.confirm(self.acknowledger.on_centre_ack(upto, seqs))
 
     def confirm(self, seqs: Sequence[int]) -> int:
         """Delete confirmed rows from the outbox (idempotent in the outbox)."""
