@@ -65,9 +65,14 @@ class ReplayPort(Protocol):
 
 
 class ClockTrust(Protocol):
-    """Whether the wall clock may be used for decisions (agent.timekeeper implements it)."""
+    """Whether the wall clock may be used for decisions (agent.timekeeper.Timekeeper)."""
 
+    @property
     def trusted(self) -> bool: ...
+
+    def tick(self) -> None: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
 
 
 class SyncPort(Protocol):
@@ -132,6 +137,7 @@ class Controller:
         self._alarms: dict[str, str] = {}
         self._hold = False
         self._relay_unlocked = False
+        self._busy = False
         self.dropped = 0
         self.append_failures = 0
         self.errors = 0
@@ -204,8 +210,15 @@ class Controller:
                 log.info("controller stopping: %s", event.reason)
                 self._stopped.set()
                 return
+            self._busy = True
             self._guarded(self._handle, event)
             self._guarded(self._tick, None)
+            self._busy = False
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing being handled (the demo ends on this)."""
+        return self._queue.empty() and not self._busy
 
     def _beat(self) -> None:
         self.heartbeat_mono = self._clock.monotonic()
@@ -286,24 +299,24 @@ class Controller:
         entry = self._append(event) if record else None
         if record and entry is None:
             granted, pulse, reason = False, False, Reason.INTERNAL_ERROR
-        if pulse:
-            self._pulse(now)
-            self.latencies.append((scan.mono, self._clock.monotonic()))
-        self._show(reason)
         shown = {
             "type": "decision", "granted": granted, "reason": reason.value,
             "sub": decision.sub, "cti": decision.cti, "ts": event["ts"], "method": scan.method,
             "seq": getattr(entry, "seq", None), "recorded": entry is not None,
         }
         self._last.appendleft(shown)
-        self._observe(shown)
+        self._observe(shown)  # recorded already; shown before the relay line it causes
+        if pulse:
+            self._pulse(now)
+            self.latencies.append((scan.mono, self._clock.monotonic()))
+        self._show(reason)
         if entry is not None and self.parts.sync is not None:
             self.parts.sync.notify()
 
     def _decide(self, text: str, now: float) -> Decision:
         trusted = True
         if self.parts.trust is not None and self._cfg.policy.on_untrusted_clock == "deny":
-            trusted = self.parts.trust.trusted()
+            trusted = self.parts.trust.trusted
         try:
             return decide(
                 text, self._ctx, self.parts.keyring, self.parts.revocations,
@@ -452,6 +465,8 @@ class Controller:
     # ---- periodic -----------------------------------------------------------------------------
 
     def _tick(self, _: None) -> None:
+        if self.parts.trust is not None:
+            self.parts.trust.tick()
         now = self._clock.now()
         mono = self._clock.monotonic()
         if self._modes.tick(now):
@@ -555,7 +570,7 @@ class Controller:
                 "age_s": round(now - issued, 1) if issued is not None else None,
                 "stale": self._stale(now),
             },
-            "clock": {"trusted": self.parts.trust.trusted() if self.parts.trust else True},
+            "clock": self._clock_status(),
             "alarms": dict(self._alarms),
             "rate_limited": self._limiter.active,
             "queue_dropped": self.dropped,
@@ -564,6 +579,12 @@ class Controller:
         }
         with self._status_lock:
             self._snapshot = snapshot
+
+    def _clock_status(self) -> dict[str, Any]:
+        trust = self.parts.trust
+        if trust is None:
+            return {"trusted": True}
+        return {"trusted": trust.trusted, **trust.snapshot()}
 
     def status(self) -> dict[str, Any]:
         """A copy of the latest snapshot plus live fields; safe from any thread."""

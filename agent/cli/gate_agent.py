@@ -10,6 +10,8 @@ from agent.cli.common import run_cli
 COMMANDS: list[str] = [
     "agent.cli.ga_verify",
     "agent.cli.ga_hw",
+    "agent.cli.ga_daemon",
+    "agent.cli.ga_state",
 ]
 
 

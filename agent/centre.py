@@ -1,0 +1,105 @@
+"""What the centre sends a gate, handled on the controller thread: commands and time.
+
+Commands (``gate/v1/{site}/{gate}/cmd``) are verified by ``parse_command`` (signature
+by an ops key, target, expiry, replay), remembered until they expire, executed through
+the controller (open, mode, resync, status), recorded in the entry log and answered on
+``cmd/result``. Signed time messages go to the timekeeper. Revocation lists are the
+controller's own handler. Registered into ``Controller.inbound_handlers``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol, cast
+
+from agent.controller import Controller
+from agent.errors import ProtocolError
+from agent.events import Inbound
+from agent.modes import Mode
+from agent.protocol.command import Command, CommandRefused, parse_command
+from agent.protocol.timemsg import parse_time
+from agent.timekeeper import Timekeeper
+
+log = logging.getLogger(__name__)
+
+
+class CommandSync(Protocol):
+    def publish_result(self, cmd_id: str, ok: bool, reason: str, detail: str = "") -> None: ...
+
+    def request_resync(self, reason: str, have_version: int | None = None) -> None: ...
+
+    def publish_status_now(self) -> None: ...
+
+
+class CentreHandlers:
+    """Command and time handlers bound to one controller (controller thread only)."""
+
+    def __init__(
+        self, controller: Controller, sync: CommandSync | None, timekeeper: Timekeeper | None
+    ) -> None:
+        self._controller = controller
+        self._parts = controller.parts
+        self._sync = sync
+        self._timekeeper = timekeeper
+
+    def install(self) -> None:
+        self._controller.inbound_handlers["cmd"] = self.on_command
+        self._controller.inbound_handlers["time"] = self.on_time
+
+    def on_command(self, ev: Inbound) -> None:
+        parts = self._parts
+        now = parts.clock.now()
+        cfg = parts.config
+        try:
+            cmd = parse_command(ev.payload, parts.keyring, cfg.gate.site, cfg.gate.id, now,
+                                parts.replays)
+        except CommandRefused as exc:
+            log.warning("command %s refused: %s", exc.cmd_id or "(unreadable)", exc)
+            self._result(exc.cmd_id or "", False, exc.reason, exc.detail)
+            return
+        parts.replays.remember(cmd.replay_key, float(cmd.expires_at))
+        ok, reason, detail = self._execute(cmd)
+        log.info("command %s %s: %s", cmd.id, cmd.action, reason)
+        self._result(cmd.id, ok, reason, detail)
+
+    def _execute(self, cmd: Command) -> tuple[bool, str, str]:
+        controller = self._controller
+        if cmd.action == "open":
+            if controller.open_once("open", cmd.id):
+                return True, "ok", "door released for one pulse"
+            if controller.mode == "lockdown":
+                return False, "lockdown", "the gate is in lockdown"
+            return False, "internal_error", "the entry log could not record the opening"
+        if cmd.action == "mode":
+            mode = cast(Mode, cmd.mode)
+            controller.set_mode(mode, float(cmd.duration_s) if cmd.duration_s else None,
+                                f"command {cmd.id}")
+            until = f" for {cmd.duration_s} s" if cmd.duration_s else ""
+            return True, "ok", f"mode {mode}{until}"
+        if cmd.action == "resync":
+            if self._sync is not None:
+                self._sync.request_resync("command", self._parts.revocations.version)
+            return True, "ok", "full revocation list requested"
+        if self._sync is not None:  # "status"
+            self._sync.publish_status_now()
+        return True, "ok", "status published"
+
+    def _result(self, cmd_id: str, ok: bool, reason: str, detail: str) -> None:
+        if self._sync is None:
+            return
+        try:
+            self._sync.publish_result(cmd_id, ok, reason, detail)
+        except Exception:
+            log.exception("publishing the result of command %s failed", cmd_id)
+
+    def on_time(self, ev: Inbound) -> None:
+        if self._timekeeper is None:
+            return
+        try:
+            msg = parse_time(ev.payload, self._parts.keyring, self._parts.clock.now())
+        except ProtocolError as exc:
+            log.warning("time message refused: %s", exc)
+            return
+        update = self._timekeeper.accept_time(msg)
+        log.info("centre time message: %s", update.reason)
+

@@ -1,0 +1,306 @@
+"""``gate-agent check``: the installer's checklist, one pass/fail/skip line with a hint each.
+
+Run on the device before leaving the site: config, keys, state dir, clock, relay click
+(asked first), inputs, camera or serial scanner, broker with the configured TLS,
+revocation list age. Each check is a small function returning a :class:`CheckResult`;
+one failing check never stops the others. Hardware is reached through ``hw/`` lazily.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agent.config import Config
+from agent.errors import GateError
+
+Status = Literal["pass", "fail", "skip"]
+Ask = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    status: Status
+    detail: str
+    hint: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "fail"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.name, "status": self.status, "ok": self.ok,
+                "detail": self.detail, "hint": self.hint}
+
+
+@dataclass
+class CheckOptions:
+    ask: Ask | None = None  # None: cannot ask (no TTY) -> the relay click is skipped
+    assume_yes: bool = False  # --yes: click without asking
+    pins: Literal["env", "mock", "native"] = "env"
+    camera_seconds: float = 5.0
+    broker_timeout_s: float = 8.0
+    clock_probe: Callable[[], bool | None] | None = None
+
+
+def run_checks(config: Config, options: CheckOptions) -> Iterator[CheckResult]:
+    """Every check after the config one, in the order an installer works through them."""
+    yield _guard("keys", lambda: check_keys(config))
+    yield _guard("state_dir", lambda: check_state_dir(config))
+    yield _guard("clock", lambda: check_clock(options))
+    factory = None
+    try:
+        factory = _pin_factory(options.pins)
+    except GateError as exc:
+        yield CheckResult("gpio", "fail", str(exc),
+                          "run on the gate's Raspberry Pi as a user in the gpio group")
+    if factory is not None:
+        try:
+            yield _guard("relay", lambda: check_relay(config, factory, options))
+            yield _guard("inputs", lambda: check_inputs(config, factory))
+        finally:
+            factory.close()
+    yield _guard("scanner", lambda: check_scanner(config, options))
+    yield _guard("broker", lambda: check_broker(config, options))
+    yield _guard("revocations", lambda: check_revocations(config))
+
+
+def _guard(name: str, check: Callable[[], CheckResult]) -> CheckResult:
+    try:
+        return check()
+    except Exception as exc:  # a check that breaks is a failed check, not a traceback
+        return CheckResult(name, "fail", f"{type(exc).__name__}: {exc}",
+                           "see the message; GATE_AGENT_DEBUG=1 shows more")
+
+
+def _pin_factory(kind: str) -> Any:
+    from hw.pins import make_pin_factory, pin_factory_from_env
+
+    return pin_factory_from_env() if kind == "env" else make_pin_factory(kind)  # type: ignore[arg-type]
+
+
+def check_keys(config: Config) -> CheckResult:
+    from agent.protocol.keys import load_keyring
+
+    ring = load_keyring(config.trust.keys_dir, config.trust.ops_keys_dir)
+    roles = [key.role for key in ring.keys()]  # noqa: SIM118 (KeyRing is not a dict)
+    issuers, ops = roles.count("issuer"), roles.count("ops")
+    detail = f"{issuers} issuer key(s) in {config.trust.keys_dir}, {ops} ops key(s)"
+    if not issuers:
+        return CheckResult("keys", "fail", detail,
+                           "copy the centre's issuer public key (<kid>.pub) into trust.keys_dir")
+    if not ops:
+        return CheckResult("keys", "fail", detail, "copy the centre's operations public key "
+                           "into trust.ops_keys_dir (revocation lists and commands need it)")
+    return CheckResult("keys", "pass", detail)
+
+
+def check_state_dir(config: Config) -> CheckResult:
+    folder = config.state.dir
+    probe = folder / f".check-{uuid.uuid4().hex}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as handle:
+            handle.write(b"ok")
+            handle.flush()
+            os.fsync(handle.fileno())
+        probe.unlink()
+    except OSError as exc:
+        return CheckResult("state_dir", "fail", f"{folder}: {exc.strerror or exc}",
+                           f"make {folder} writable by the gate-agent user "
+                           "(systemd's StateDirectory does this)")
+    usage = os.statvfs(folder)
+    free_mb = usage.f_bavail * usage.f_frsize // 1_000_000
+    if free_mb < 100:
+        return CheckResult("state_dir", "fail", f"{folder}: only {free_mb} MB free",
+                           "free space on the SD card: the outbox needs room while offline")
+    return CheckResult("state_dir", "pass", f"{folder} writable, {free_mb} MB free")
+
+
+def check_clock(options: CheckOptions) -> CheckResult:
+    from agent.timekeeper import system_clock_synchronised
+
+    probe = options.clock_probe or system_clock_synchronised
+    synced = probe()
+    now = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    if synced:
+        return CheckResult("clock", "pass", f"synchronised (now {now})")
+    return CheckResult(
+        "clock", "fail", f"not known to be synchronised (now {now})",
+        "enable NTP (timedatectl set-ntp true) and let it reach a server; until then "
+        "policy.on_untrusted_clock decides scans",
+    )
+
+
+def check_relay(config: Config, factory: Any, options: CheckOptions) -> CheckResult:
+    from hw.door import RelayDoor
+
+    pin = config.door.relay_pin
+    if not options.assume_yes:
+        if options.ask is None:
+            return CheckResult("relay", "skip", f"relay on GPIO{pin} not clicked: no terminal "
+                               "to ask", "run on a terminal, or pass --yes to click it")
+        if not options.ask(f"Click the door relay on GPIO{pin} now (the door releases for "
+                           "0.5 s)?"):
+            return CheckResult("relay", "skip", "relay click declined", "")
+    states: list[str] = []
+    with RelayDoor(config.door, factory, on_change=states.append) as door:
+        door.pulse(0.5)
+        deadline = time.monotonic() + 3.0
+        while door.unlocked and time.monotonic() < deadline:
+            time.sleep(0.05)
+        locked_again = not door.unlocked
+    if states[:2] == ["unlocked", "locked"] and locked_again:
+        return CheckResult("relay", "pass", f"GPIO{pin} released and locked again",
+                           "listen for two clicks; if none, check the relay's wiring and "
+                           "door.relay_active_high")
+    return CheckResult("relay", "fail", f"GPIO{pin} transitions were {states}",
+                       "check door.relay_pin and the relay HAT")
+
+
+def check_inputs(config: Config, factory: Any) -> CheckResult:
+    from hw.inputs import DoorInputs
+
+    door = config.door
+    if all(p is None for p in (door.contact_pin, door.exit_pin, door.tamper_pin, door.fire_pin)):
+        return CheckResult("inputs", "skip", "no inputs configured (contact, exit, tamper, fire)",
+                           "set door.contact_pin / exit_pin if the door has them")
+    with DoorInputs(door, factory, lambda _ev: None) as inputs:
+        state = inputs.state()
+    shown = ", ".join(f"{k}={'active' if v else 'idle'}" for k, v in state.items())
+    return CheckResult("inputs", "pass", shown or "read",
+                       "open the door / press exit and re-run to see the states change")
+
+
+def check_scanner(config: Config, options: CheckOptions) -> CheckResult:
+    kind = config.scanner.kind
+    if kind == "none":
+        return CheckResult("scanner", "skip", "scanner.kind = none", "")
+    if kind == "serial":
+        import serial
+
+        try:
+            port = serial.Serial(config.serial.port, config.serial.baud, timeout=0.5)
+        except (serial.SerialException, OSError) as exc:
+            return CheckResult("scanner", "fail", f"{config.serial.port}: {exc}",
+                               "check the cable, serial.port (ls /dev/ttyACM* /dev/ttyUSB*) "
+                               "and that the user is in the dialout group")
+        port.close()
+        return CheckResult("scanner", "pass", f"{config.serial.port} opens at "
+                           f"{config.serial.baud} baud", "scan a code: gate-agent decode")
+    return _check_camera(config, options)
+
+
+def _check_camera(config: Config, options: CheckOptions) -> CheckResult:
+    from hw.camera import CameraSource
+    from hw.decoders import make_decoder
+
+    texts: list[str] = []
+    source = CameraSource(config.camera, config.scanner, make_decoder(config.camera.decoder))
+    source.start(lambda text, _m: texts.append(text))
+    try:
+        deadline = time.monotonic() + options.camera_seconds
+        while time.monotonic() < deadline and not texts:
+            time.sleep(0.1)
+        status = source.status()
+    finally:
+        source.stop(2.0)
+    frames = status.get("frames", 0)
+    if not frames:
+        return CheckResult("scanner", "fail", f"camera {config.camera.device!r} gave no frames "
+                           f"({status.get('last_error')})", "check camera.device (ls /dev/video*),"
+                           " the cable, and that the user is in the video group")
+    if not texts:
+        return CheckResult("scanner", "fail", f"camera gives frames ({frames}) but read no code "
+                           f"in {options.camera_seconds:g} s", "hold a test card (gatectl "
+                           "credential issue --qr card.png, printed) at the reader; aim with "
+                           "gate-agent decode --camera")
+    return CheckResult("scanner", "pass", f"camera read a code ({len(texts[0])} characters) "
+                       f"from {frames} frames")
+
+
+def check_broker(config: Config, options: CheckOptions) -> CheckResult:
+    if config.mqtt is None:
+        return CheckResult("broker", "skip", "no [mqtt] section: the gate runs offline",
+                           "add [mqtt] url/ca_file/cert_file/key_file to sync with the centre")
+    from agent.sync.broker import settings_from_config
+
+    settings = settings_from_config(config.mqtt)
+    try:
+        socket.create_connection((settings.host, settings.port), timeout=3).close()
+    except OSError as exc:
+        return CheckResult("broker", "fail", f"{settings.url}: cannot connect ({exc})",
+                           "check the network, the broker address and the firewall")
+    return _mqtt_handshake(settings, options)
+
+
+def _mqtt_handshake(settings: Any, options: CheckOptions) -> CheckResult:
+    """A real MQTT CONNECT with the configured TLS and credentials."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    result: dict[str, Any] = {}
+    client = paho.Client(CallbackAPIVersion.VERSION2,
+                         client_id=f"gate-agent-check-{uuid.uuid4().hex[:8]}")
+    context = settings.ssl_context()
+    if context is not None:
+        client.tls_set_context(context)
+    if settings.username:
+        client.username_pw_set(settings.username, settings.password)
+
+    def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
+        result["reason"] = reason
+
+    client.on_connect = on_connect
+    try:
+        client.connect(settings.host, settings.port, keepalive=10)
+    except Exception as exc:
+        return CheckResult("broker", "fail", f"{settings.url}: {exc}",
+                           "check mqtt.ca_file / cert_file / key_file and the broker's TLS setup")
+    client.loop_start()
+    deadline = time.monotonic() + options.broker_timeout_s
+    while "reason" not in result and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.disconnect()
+    client.loop_stop()
+    reason = result.get("reason")
+    if reason is None:
+        return CheckResult("broker", "fail", f"{settings.url}: no CONNACK within "
+                           f"{options.broker_timeout_s:g} s", "check TLS settings and the port")
+    if getattr(reason, "is_failure", False):
+        return CheckResult("broker", "fail", f"{settings.url}: broker refused: {reason}",
+                           "check this gate's certificate / credentials and the broker ACL")
+    tls = "TLS" if settings.tls else "plain TCP"
+    return CheckResult("broker", "pass", f"{settings.url}: connected ({tls})")
+
+
+def check_revocations(config: Config) -> CheckResult:
+    from agent.store import RevocationStore
+
+    max_age_h = config.policy.revocations_max_age_h
+    try:
+        store = RevocationStore(config.state.dir, read_only=True)
+    except GateError as exc:
+        return CheckResult("revocations", "fail", str(exc),
+                           "apply a list: gate-agent revocations apply FILE, or connect the broker")
+    try:
+        version, issued, entries = store.version, store.issued_at, store.entries
+    finally:
+        store.close()
+    if version is None or issued is None:
+        return CheckResult("revocations", "fail", "no revocation list installed",
+                           "apply one (gate-agent revocations apply FILE) or connect to the "
+                           "broker, which delivers the retained full list")
+    age_h = (time.time() - issued) / 3600
+    detail = f"version {version}, {entries} entries, {age_h:.1f} h old"
+    if age_h > max_age_h:
+        return CheckResult("revocations", "fail", detail + f" (older than {max_age_h:g} h)",
+                           "connect to the broker or apply a fresh list")
+    return CheckResult("revocations", "pass", detail)
+

@@ -1,0 +1,242 @@
+"""``gate-agent run`` (the daemon), ``gate-agent demo`` (embedded default), ``gate-agent check``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.check import CheckOptions, CheckResult, run_checks
+from agent.cli.common import (
+    EXIT_NO,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_config_option,
+    config_from_args,
+    emit_json,
+)
+from agent.config import Config, MqttSection, config_from_mapping
+from agent.daemon import Daemon, DaemonOptions
+from agent.errors import ConfigError, UsageError
+from agent.events import Inbound
+from agent.journal import configure_logging
+from agent.timefmt import parse_duration
+
+LOCAL_BROKER = ("127.0.0.1", 1883)
+
+
+def register(sub: Any) -> None:
+    r = sub.add_parser(
+        "run", help="run the gate daemon (systemd runs this)",
+        description="The production daemon: relay locked first, then scanner, inputs, MQTT "
+        "sync; SIGTERM/SIGINT shut down cleanly (relay locked, exit 0). Logs go to stderr "
+        "with journald priorities when systemd runs it.",
+    )
+    add_config_option(r)
+    r.add_argument("--check-config", action="store_true",
+                   help="only validate the config (every problem listed) and exit 0/2")
+    r.add_argument("--source", type=Path, metavar="PATH",
+                   help="test rigs and benchmarks: read codes from a video file or image "
+                   "folder instead of [scanner]")
+    r.add_argument("--source-fps", type=float, default=10.0, metavar="N",
+                   help="frames per second for --source (default 10)")
+    r.add_argument("--json", action="store_true",
+                   help="print decisions and door changes as JSON lines on stdout")
+    r.add_argument("--duration", metavar="S", help="stop after this long (e.g. 30s, 10m)")
+    r.add_argument("--exit-when-source-ends", action="store_true",
+                   help="with --source: stop once the clip has played and the door locked")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser(
+        "demo", help="run the gate on its embedded default (mock pins, simulated camera)",
+        description="Runs the real daemon with mock pins, a generated clip of valid, expired, "
+        "revoked, wrong-gate, replayed and garbage codes, throwaway keys and state. Uses a "
+        "broker on 127.0.0.1:1883 if one answers, else runs offline. With --config, gate, "
+        "trust, policy, state (and [mqtt]) come from the file.",
+    )
+    add_config_option(d)
+    d.add_argument("--source", type=Path, metavar="PATH", help="video file or image folder")
+    d.add_argument("--duration", metavar="S",
+                   help="stop after S (default: when the clip ends and the door has locked)")
+    d.add_argument("--json", action="store_true",
+                   help="one JSON line per decision and door change (for scripts)")
+    d.add_argument("--fps", type=float, default=10.0, help="clip frame rate (default 10)")
+    d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser(
+        "check", help="installer checklist: config, keys, clock, relay, inputs, camera, broker",
+        description="Runs every check and prints pass/fail/skip with a hint; exit 1 if any "
+        "failed, 2 on a config error.",
+    )
+    add_config_option(c)
+    c.add_argument("--json", action="store_true", help="one JSON object per check")
+    c.add_argument("--yes", action="store_true",
+                   help="click the relay without asking (otherwise asked on a terminal, "
+                   "skipped without one)")
+    c.add_argument("--config-only", action="store_true",
+                   help="only validate the config (for systemd ExecStartPre=)")
+    c.set_defaults(func=cmd_check)
+
+
+# ---- run -----------------------------------------------------------------------------------
+
+
+def _duration(text: str | None) -> float | None:
+    return parse_duration(text) if text else None
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _serve(daemon: Daemon, stop: threading.Event) -> int:
+    try:
+        daemon.open()
+        daemon.start()
+        return daemon.serve(stop)
+    finally:
+        daemon.shutdown()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    configure_logging(args.verbose)
+    config = config_from_args(args)
+    if args.check_config:
+        print(f"config {config.path}: valid")
+        return EXIT_OK
+    if args.exit_when_source_ends and args.source is None:
+        raise UsageError("--exit-when-source-ends needs --source PATH")
+    json_out = _JsonLines() if args.json else None
+    options = DaemonOptions(
+        source=args.source, source_fps=args.source_fps, observer=json_out,
+        duration_s=_duration(args.duration), stop_when_source_ends=args.exit_when_source_ends,
+    )
+    stop = _stop_on_signals()
+    code = _serve(Daemon(config, options), stop)
+    if json_out is not None:
+        json_out({"type": "stopped", "exit": code})
+    return code
+
+
+class _JsonLines:
+    def __call__(self, item: dict[str, Any]) -> None:
+        emit_json(item)
+
+
+# ---- demo ------------------------------------------------------------------------------------
+
+
+def _local_broker() -> MqttSection | None:
+    try:
+        socket.create_connection(LOCAL_BROKER, timeout=0.3).close()
+    except OSError:
+        return None
+    return MqttSection(url=f"mqtt://{LOCAL_BROKER[0]}:{LOCAL_BROKER[1]}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agent.demo.clip import schedule, write_clip
+    from agent.demo.kit import demo_codes, make_kit
+    from agent.demo.view import make_view
+
+    configure_logging(args.verbose)
+    if args.source is not None and not args.source.exists():
+        raise UsageError(f"--source {args.source} does not exist: give a video file or a "
+                         "folder of images")
+    view = make_view(args.json)
+    with tempfile.TemporaryDirectory(prefix="gate-agent-demo-") as tmp:
+        root = Path(tmp)
+        own: Config | None = config_from_args(args) if args.config else None
+        if own is not None:
+            kit = make_kit(root / "kit", own.gate.site, own.gate.id)
+            config = own
+        else:
+            kit = make_kit(root / "kit")
+            raw = kit.config(root / "state", policy={"on_untrusted_clock": "allow"},
+                             door={"unlock_s": 2.0})
+            config = config_from_mapping(raw, base_dir=root)
+        mqtt = config.mqtt or _local_broker()
+        view.note(f"gate {config.gate.site}/{config.gate.id}, state in {config.state.dir}")
+        view.note("broker: " + (mqtt.url if mqtt else "none reachable on 127.0.0.1:1883 - "
+                                "running offline, entries wait in the outbox"))
+        source = args.source
+        if source is None:
+            codes = demo_codes(kit, time.time(), revoked=own is None)
+            source = write_clip(schedule([(c.label, c.text) for c in codes]), root / "clip",
+                                fps=args.fps)
+            view.note("clip: " + ", ".join(c.label for c in codes))
+        from agent.protocol.keys import load_keyring
+
+        options = DaemonOptions(
+            pins="mock", source=source, source_fps=args.fps, observer=view, mqtt=mqtt,
+            extra_keyring=load_keyring(kit.issuers_dir, kit.ops_dir),
+            duration_s=_duration(args.duration), stop_when_source_ends=args.duration is None,
+        )
+        daemon = Daemon(config, options)
+        stop = _stop_on_signals()
+        try:
+            daemon.open()
+            assert daemon.controller is not None
+            if own is None:  # the revoked courier, through the same path as the centre's lists
+                daemon.controller.submit(
+                    Inbound("revocations_full", kit.revocation_list(1, time.time()))
+                )
+            daemon.start()
+            view.start(daemon.controller.status)
+            code = daemon.serve(stop)
+        finally:
+            daemon.shutdown()
+            view.stop()
+    return code
+
+
+# ---- check -------------------------------------------------------------------------------------
+
+
+def _ask(question: str) -> bool:
+    sys.stderr.write(question + " [y/N] ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def _show(result: CheckResult, as_json: bool) -> None:
+    if as_json:
+        emit_json(result.to_json())
+        return
+    mark = {"pass": "PASS", "fail": "FAIL", "skip": "skip"}[result.status]
+    line = f"{mark}  {result.name:<12} {result.detail}"
+    if result.hint and result.status != "pass":
+        line += f"\n      -> {result.hint}"
+    print(line, flush=True)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        result = CheckResult("config", "fail", str(exc), "fix every key listed, then re-run")
+        _show(result, args.json)
+        return EXIT_USAGE
+    _show(CheckResult("config", "pass", f"{config.path} is valid"), args.json)
+    if args.config_only:
+        return EXIT_OK
+    interactive = sys.stdin.isatty() and sys.stderr.isatty()
+    options = CheckOptions(ask=_ask if interactive else None, assume_yes=args.yes)
+    failed = False
+    for result in run_checks(config, options):
+        _show(result, args.json)
+        failed = failed or not result.ok
+    return EXIT_NO if failed else EXIT_OK

@@ -1,0 +1,331 @@
+"""The composition root of ``gate-agent run`` and ``gate-agent demo``.
+
+Builds everything from the config in a safe order (the relay is driven locked before
+anything else), starts the workers, supervises them, and shuts down cleanly: sources
+stopped, the controller's queue drained, the relay locked, the time floor persisted,
+the offline status published, the stores closed. Like ``agent/check.py`` it is the only
+place in ``agent/`` that builds ``hw`` objects (imported lazily here).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from agent.centre import CentreHandlers
+from agent.clock import Clock, SystemClock
+from agent.config import Config, MqttSection
+from agent.controller import Controller, Observer, Parts
+from agent.protocol.keys import KeyRing, load_keyring
+from agent.sdnotify import Notifier
+from agent.store import EntryLog, Meta, ReplayCache, RevocationStore
+from agent.timefmt import format_instant
+from agent.timekeeper import Timekeeper
+
+log = logging.getLogger(__name__)
+
+PinKind = Literal["env", "mock", "native"]
+STATUS_EVERY_S = 5.0
+PRUNE_EVERY_S = 3600.0
+SUPERVISE_EVERY_S = 2.0
+
+
+@dataclass
+class DaemonOptions:
+    """How this run differs from production (``run`` uses the defaults)."""
+
+    pins: PinKind = "env"  # env: GPIOZERO_PIN_FACTORY=mock selects mock pins, else real GPIO
+    source: Path | None = None  # a video file / image folder instead of [scanner]
+    source_fps: float = 10.0
+    observer: Observer | None = None  # decisions, door changes, alarms (demo view, --json)
+    mqtt: MqttSection | Literal["config"] | None = "config"
+    extra_keyring: KeyRing | None = None  # demo: its throwaway keys, in memory only
+    duration_s: float | None = None
+    stop_when_source_ends: bool = False
+    clock_probe: Callable[[], bool | None] | None = None
+
+
+class WatchdogPinger:
+    """WATCHDOG=1 at most every ``every_s``, called from the controller loop's heartbeat."""
+
+    def __init__(self, notifier: Notifier, every_s: float) -> None:
+        self._notifier = notifier
+        self._every_s = every_s
+        self._last = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._every_s:
+            self._last = now
+            self._notifier.watchdog()
+
+
+class Daemon:
+    """One gate: ``open()`` builds, ``serve(stop)`` runs until stopped, ``close()`` cleans up."""
+
+    def __init__(
+        self,
+        config: Config,
+        options: DaemonOptions | None = None,
+        clock: Clock | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.options = options or DaemonOptions()
+        self.clock: Clock = clock or SystemClock()
+        self.notifier = notifier or Notifier()
+        self._observe_lock = threading.Lock()
+        self._closers: list[tuple[str, Callable[[], None]]] = []
+        self.controller: Controller | None = None
+        self.sync: Any = None
+        self.source: Any = None
+        self.entry_log: EntryLog | None = None
+        self.timekeeper: Timekeeper | None = None
+        self.door: Any = None
+
+    # ---- building ----------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Build every part; on any failure, what was built is closed (relay locked)."""
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self) -> None:
+        from hw.door import RelayDoor
+        from hw.indicators import make_indicators
+        from hw.pins import make_pin_factory, pin_factory_from_env
+
+        cfg = self.config
+        factory = (
+            pin_factory_from_env() if self.options.pins == "env"
+            else make_pin_factory(self.options.pins)
+        )
+        self._closers.append(("pins", factory.close))
+        # First thing that touches a pin: the relay, driven to locked.
+        self.door = RelayDoor(cfg.door, factory, on_change=self._door_changed)
+        self._closers.append(("door", self.door.close))
+        indicators = make_indicators(cfg.indicators, factory)
+        self._closers.append(("indicators", indicators.close))
+
+        state = cfg.state.dir
+        self.entry_log = EntryLog(state, capacity=cfg.state.outbox_capacity,
+                                  retention_days=cfg.state.retention_days)
+        self._closers.append(("entry log", self.entry_log.close))
+        revocations = RevocationStore(state)
+        self._closers.append(("revocations", revocations.close))
+        replays = ReplayCache(state)
+        self._closers.append(("replay cache", replays.close))
+        meta = Meta(state)
+        self._closers.append(("meta", meta.close))
+        probe = self.options.clock_probe
+        self.timekeeper = (
+            Timekeeper(self.clock, meta, probe) if probe else Timekeeper(self.clock, meta)
+        )
+        self._closers.append(("time floor", self.timekeeper.persist))
+
+        keyring = load_keyring(cfg.trust.keys_dir, cfg.trust.ops_keys_dir)
+        if self.options.extra_keyring is not None:
+            keyring = KeyRing.of(*keyring.keys(), *self.options.extra_keyring.keys())
+        if not len(keyring):
+            log.warning("no trusted keys in %s / %s: every code will be unknown_key",
+                        cfg.trust.keys_dir, cfg.trust.ops_keys_dir)
+
+        parts = Parts(
+            config=cfg, clock=self.timekeeper, door=self.door, indicators=indicators,
+            keyring=keyring, revocations=revocations, replays=replays, meta=meta,
+            entry_log=self.entry_log, trust=self.timekeeper,
+            observer=self._observe if self.options.observer else None,
+            live_status=self._live_status,
+        )
+        if self.notifier.enabled:
+            every = (self.notifier.watchdog_s or 30.0) / 3
+            parts.heartbeat = WatchdogPinger(self.notifier, min(every, 5.0))
+        self.controller = Controller(parts)
+
+        mqtt = cfg.mqtt if self.options.mqtt == "config" else self.options.mqtt
+        if mqtt is not None:
+            from agent.sync.service import SyncService
+
+            # Any: sync's Outbox protocol says ack() -> None, EntryLog.ack returns a count.
+            outbox: Any = self.entry_log
+            self.sync = SyncService(mqtt, cfg.gate.site, cfg.gate.id, outbox,
+                                    self.controller.on_inbound, self.controller.status)
+            parts.sync = self.sync
+        CentreHandlers(self.controller, self.sync, self.timekeeper).install()
+        self._inputs_factory = factory
+        self.source = self._make_source()
+
+    def _make_source(self) -> Any:
+        cfg = self.config
+        if self.options.source is not None:
+            from hw.decoders import make_decoder
+            from hw.sources import SimulatedSource
+
+            return SimulatedSource(self.options.source, self.options.source_fps, cfg.scanner,
+                                   make_decoder(cfg.camera.decoder))
+        if cfg.scanner.kind == "camera":
+            from hw.camera import CameraSource
+            from hw.decoders import make_decoder
+
+            return CameraSource(cfg.camera, cfg.scanner, make_decoder(cfg.camera.decoder))
+        if cfg.scanner.kind == "serial":
+            from agent.protocol.qrtext import MAX_QR_TEXT
+            from hw.serial_scanner import SerialSource
+
+            return SerialSource(cfg.serial, cfg.scanner, MAX_QR_TEXT + 2)
+        return None
+
+    # ---- running -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from hw.inputs import DoorInputs
+
+        assert self.controller is not None
+        cfg = self.config
+        self.controller.start()
+        if any(p is not None for p in (cfg.door.contact_pin, cfg.door.exit_pin,
+                                       cfg.door.tamper_pin, cfg.door.fire_pin)):
+            inputs = DoorInputs(cfg.door, self._inputs_factory, self.controller.on_door_input)
+            self._closers.append(("inputs", inputs.close))
+        if self.sync is not None:
+            self.sync.start()
+        if self.source is not None:
+            self.source.start_scans(self.controller.on_scan)
+        self.notifier.ready(self.status_line())
+        log.info("gate %s/%s ready: %s", cfg.gate.site, cfg.gate.id, self.status_line())
+
+    def serve(self, stop: threading.Event) -> int:
+        """Supervise until ``stop`` is set (or the duration / the source ends); exit code."""
+        assert self.controller is not None and self.entry_log is not None
+        started = time.monotonic()
+        last_status = last_prune = last_check = started
+        while not stop.wait(0.2):
+            now = time.monotonic()
+            if not self.controller.alive:
+                log.critical("controller loop died: stopping (systemd restarts the gate)")
+                return 1
+            if self.options.duration_s is not None and now - started >= self.options.duration_s:
+                break
+            if self.options.stop_when_source_ends and self._source_done():
+                break
+            if now - last_check >= SUPERVISE_EVERY_S:
+                last_check = now
+                self._supervise()
+            if now - last_status >= STATUS_EVERY_S:
+                last_status = now
+                self.notifier.status(self.status_line())
+            if now - last_prune >= PRUNE_EVERY_S:
+                last_prune = now
+                self._prune()
+        return 0
+
+    def _source_done(self) -> bool:
+        """The clip has played, every scan was handled and the last pulse has ended."""
+        assert self.controller is not None
+        if self.source is None or not self.source.finished.is_set():
+            return False
+        return self.controller.idle and not self.door.unlocked
+
+    def _supervise(self) -> None:
+        """Restart a worker whose thread died; the door stays as the controller left it."""
+        source = self.source
+        if source is not None and self.options.source is None:
+            state = source.status().get("state")
+            if state in ("stopped", "finished"):
+                log.error("scanner stopped unexpectedly (%s): restarting it", state)
+                try:
+                    source.stop(1.0)
+                    self.source = self._make_source()
+                    assert self.controller is not None
+                    self.source.start_scans(self.controller.on_scan)
+                except Exception:
+                    log.exception("restarting the scanner failed; retrying later")
+        sync = self.sync
+        thread = getattr(sync, "_thread", None) if sync is not None else None
+        if sync is not None and thread is not None and not thread.is_alive():
+            log.error("sync worker died: restarting it")
+            try:
+                sync._thread = None
+                sync.start()
+            except Exception:
+                log.exception("restarting the sync worker failed; retrying later")
+
+    def _prune(self) -> None:
+        assert self.entry_log is not None
+        try:
+            removed = self.entry_log.prune()
+            if removed:
+                log.info("pruned %d acknowledged entries past retention", removed)
+        except Exception:
+            log.exception("pruning the entry log failed")
+
+    def shutdown(self) -> None:
+        """Stop sources, drain the controller, lock, say goodbye, close (idempotent)."""
+        self.notifier.stopping("stopping: locking the door")
+        if self.source is not None:
+            try:
+                self.source.stop(3.0)
+            except Exception:
+                log.exception("stopping the scanner failed")
+        if self.controller is not None:
+            self.controller.stop(10.0)
+        if self.door is not None:
+            self.door.lock()
+        if self.sync is not None:
+            try:
+                self.sync.stop(5.0)  # publishes the retained offline status
+            except Exception:
+                log.exception("stopping the sync worker failed")
+        self.close()
+
+    def close(self) -> None:
+        while self._closers:
+            name, closer = self._closers.pop()
+            try:
+                closer()
+            except Exception:
+                log.exception("closing %s failed", name)
+
+    # ---- status ------------------------------------------------------------------------------
+
+    def _live_status(self) -> dict[str, Any]:
+        live: dict[str, Any] = {}
+        if self.source is not None:
+            live["scanner"] = self.source.status()
+        if self.entry_log is not None:
+            out = self.entry_log.status()
+            live["backlog"] = out.backlog
+            live["outbox"] = out.to_json()
+        live["broker"] = (
+            "connected" if self.sync is not None and self.sync.connected
+            else "offline" if self.sync is None else "connecting"
+        )
+        return live
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS= and the log."""
+        if self.controller is None:
+            return "starting"
+        snap = self.controller.status()
+        return (
+            f"door {snap['door']}, mode {snap['mode']}, backlog {snap.get('backlog', '?')}, "
+            f"broker {snap.get('broker', 'offline')}, revocations v{snap['revocations']['version']}"
+        )
+
+    def _door_changed(self, state: str) -> None:
+        self._observe({"type": "door", "state": state, "ts": format_instant(time.time())})
+
+    def _observe(self, item: dict[str, Any]) -> None:
+        """Observer calls come from the controller and the relay timer: one at a time."""
+        observer = self.options.observer
+        if observer is not None:
+            with self._observe_lock:
+                observer(item)
