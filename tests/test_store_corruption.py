@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.clock import FixedClock
+from agent.errors import RevocationListError
 from agent.store import EntryLog, RevocationStore
 from tests.test_store_revocations import T0, cti, delta_list, full_list
 
@@ -78,7 +79,7 @@ def test_torn_journal_drops_to_the_snapshot_and_asks_for_a_full_list(
     with RevocationStore(tmp_path, clock=clock) as store:
         assert store.version == 1
         assert store.problems() and aside(tmp_path, "revocations.journal")
-        with pytest.raises(Exception, match="installed version 1, delta needs base 2"):
+        with pytest.raises(RevocationListError, match="installed version 1, delta needs base 2"):
             store.apply(delta_list(2, 3, [cti(3)]))
 
 

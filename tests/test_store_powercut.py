@@ -100,7 +100,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         lines: list[str] = []
-        reader = threading.Thread(target=lambda p=proc: lines.extend(p.stdout), daemon=True)
+        reader = threading.Thread(target=lines.extend, args=(proc.stdout,), daemon=True)
         reader.start()
         time.sleep(rng.uniform(0.25, 0.7))
         proc.send_signal(signal.SIGKILL)

@@ -29,7 +29,9 @@ def test_storage_writes_by_replacing_the_file(tmp_path: Path) -> None:
     assert [d["a"] for d in TinyDB(path, storage=AtomicJSONStorage).all()] == [1, 2]
 
 
-@pytest.mark.parametrize("content", [b"", b"   \n", b'{"_default": {"1": {"a"', b"\xff\xfe", b"[1]"])
+@pytest.mark.parametrize(
+    "content", [b"", b"   \n", b'{"_default": {"1": {"a"', b"\xff\xfe", b"[1]"]
+)
 def test_empty_or_garbage_file_is_corruption_never_empty_state(
     tmp_path: Path, content: bytes
 ) -> None:

@@ -132,9 +132,13 @@ class EntryLog:
     # ---- opening -------------------------------------------------------------------
 
     def _connect_read_only(self) -> sqlite3.Connection:
+        # With no WAL file the log was closed cleanly: open it immutable so a reader
+        # (perhaps root) creates no -wal/-shm files the daemon's user could not open.
+        live = self.path.with_name(self.path.name + "-wal").exists()
+        query = "?mode=ro" if live else "?immutable=1"
         try:
             conn = sqlite3.connect(
-                self.path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None,
+                self.path.resolve().as_uri() + query, uri=True, isolation_level=None,
                 check_same_thread=False, timeout=5.0,
             )
             conn.execute("SELECT count(*) FROM entries WHERE 0").fetchone()
