@@ -71,3 +71,7 @@ def test_a_large_byte_string_is_one_step() -> None:
     # The envelope of a multi-megabyte signed document is checked without walking it.
     big = cbor2.dumps([b"\x00" * 5_000_000, 1])
     check_well_formed(big, max_bytes=len(big), max_depth=1)
+
+
+def test_map_cut_short_after_a_long_value() -> None:
+    assert "ends early" in _refused(bytes.fromhex("a201430102" + "03"))

@@ -3,9 +3,12 @@ tools refuse what cannot work."""
 
 from __future__ import annotations
 
+import base45
 import nacl.signing
 import pytest
 import segno
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.errors import UsageError
 from agent.protocol import qrtext
@@ -78,3 +81,20 @@ def test_issue_refuses_a_small_order_holder_key() -> None:
 
 def test_prefixes_are_versioned() -> None:
     assert qrtext.KNOWN_PREFIXES == ("QM1:", "QP1:")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_fast_base45_decode_equals_the_reference_package(data: bytes) -> None:
+    text = base45.b45encode(data).decode()
+    assert qrtext.b45decode(text) == data
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:ab\u00e9", max_size=60))
+def test_fast_base45_refuses_what_the_reference_refuses(text: str) -> None:
+    try:
+        expected: bytes | None = bytes(base45.b45decode(text))
+    except ValueError:
+        expected = None
+    assert qrtext.b45decode(text) == expected

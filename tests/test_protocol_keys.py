@@ -143,3 +143,13 @@ def test_bad_trust_files_are_all_listed(tmp_path: Path) -> None:
     assert "bad.pub: not a PEM public key" in message
     assert "iss1.toml: not_before must be an ISO 8601 time" in message
     assert "small.pub: Ed25519 public key is of small order" in message
+
+
+@pytest.mark.parametrize("case", VECTORS["constructed"], ids=lambda c: c["name"])
+def test_the_cheap_explicit_check_alone_refuses_them(case: dict[str, str]) -> None:
+    from agent.protocol.keys import is_canonical_and_not_small_order
+
+    public = bytearray.fromhex(case["pk"])
+    assert not is_canonical_and_not_small_order(bytes(public))
+    public[31] |= 0x80  # the x sign bit does not make a small-order point acceptable
+    assert not is_canonical_and_not_small_order(bytes(public))

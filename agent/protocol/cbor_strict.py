@@ -42,42 +42,39 @@ class _Walker:
         self.max_depth = max_depth
         self.allowed_tags = allowed_tags
 
-    def _head(self) -> tuple[int, int, int]:
-        """Read an item head: (major type, additional info, argument)."""
-        data, pos = self.data, self.pos
+    def item(self, depth: int) -> None:
+        # One function with the head parsing inlined: this runs on every scan.
+        if depth > self.max_depth:
+            raise _bad(f"CBOR nesting deeper than {self.max_depth}")
+        data = self.data
+        start = pos = self.pos
         if pos >= len(data):
             raise _bad(f"CBOR ends early at byte {pos}")
         initial = data[pos]
-        major, info = initial >> 5, initial & 0x1F
+        major, value = initial >> 5, initial & 0x1F
         pos += 1
-        if info < 24:
-            self.pos = pos
-            return major, info, info
-        if info == 31:
-            raise _bad(f"CBOR indefinite length at byte {pos - 1} is not allowed")
-        if info > 27:
-            raise _bad(f"CBOR reserved additional information {info} at byte {pos - 1}")
-        width = 1 << (info - 24)
-        if pos + width > len(data):
-            raise _bad(f"CBOR ends early inside a header at byte {pos - 1}")
-        value = int.from_bytes(data[pos : pos + width], "big")
-        if major != _MAJOR_SIMPLE and value < _MIN_FOR_WIDTH[info]:
-            raise _bad(f"CBOR non-minimal encoding at byte {pos - 1}")
-        self.pos = pos + width
-        return major, info, value
-
-    def item(self, depth: int) -> None:
-        if depth > self.max_depth:
-            raise _bad(f"CBOR nesting deeper than {self.max_depth}")
-        start = self.pos
-        major, info, value = self._head()
-        if major in (_MAJOR_UINT, _MAJOR_NINT):
+        if value >= 24:
+            info = value
+            if info == 31:
+                raise _bad(f"CBOR indefinite length at byte {start} is not allowed")
+            if info > 27:
+                raise _bad(f"CBOR reserved additional information {info} at byte {start}")
+            if major == _MAJOR_SIMPLE:
+                raise _bad(f"CBOR float or simple value at byte {start} is not allowed")
+            width = 1 << (info - 24)
+            if pos + width > len(data):
+                raise _bad(f"CBOR ends early inside a header at byte {start}")
+            value = int.from_bytes(data[pos : pos + width], "big")
+            if value < _MIN_FOR_WIDTH[info]:
+                raise _bad(f"CBOR non-minimal encoding at byte {start}")
+            pos += width
+        self.pos = pos
+        if major <= _MAJOR_NINT:
             return
-        if major in (_MAJOR_BSTR, _MAJOR_TSTR):
-            end = self.pos + value
-            if end > len(self.data):
+        if major <= _MAJOR_TSTR:
+            if pos + value > len(data):
                 raise _bad(f"CBOR string at byte {start} runs past the end")
-            self.pos = end
+            self.pos = pos + value
             return
         if major == _MAJOR_ARRAY:
             self._need(value, start)
@@ -85,27 +82,32 @@ class _Walker:
                 self.item(depth + 1)
             return
         if major == _MAJOR_MAP:
-            self._need(2 * value, start)
-            seen: set[bytes] = set()
-            for _ in range(value):
-                key_start = self.pos
-                key_major = self.data[key_start] >> 5 if key_start < len(self.data) else -1
-                if key_major not in (_MAJOR_UINT, _MAJOR_NINT, _MAJOR_TSTR):
-                    raise _bad(f"CBOR map key at byte {key_start} is not an integer or text")
-                self.item(depth + 1)
-                key = self.data[key_start : self.pos]
-                if key in seen:
-                    raise _bad(f"CBOR duplicate map key at byte {key_start}")
-                seen.add(key)
-                self.item(depth + 1)
+            self._map(value, start, depth)
             return
         if major == _MAJOR_TAG:
             if value not in self.allowed_tags:
                 raise _bad(f"CBOR tag {value} at byte {start} is not allowed here")
             self.item(depth + 1)
             return
-        if info >= 24 or value not in (_SIMPLE_FALSE, _SIMPLE_TRUE, _SIMPLE_NULL):
+        if value not in (_SIMPLE_FALSE, _SIMPLE_TRUE, _SIMPLE_NULL):
             raise _bad(f"CBOR float or simple value at byte {start} is not allowed")
+
+    def _map(self, count: int, start: int, depth: int) -> None:
+        self._need(2 * count, start)
+        data = self.data
+        seen: set[bytes] = set()
+        for _ in range(count):
+            key_start = self.pos
+            if key_start >= len(data):
+                raise _bad(f"CBOR ends early at byte {key_start}")
+            if data[key_start] >> 5 not in (_MAJOR_UINT, _MAJOR_NINT, _MAJOR_TSTR):
+                raise _bad(f"CBOR map key at byte {key_start} is not an integer or text")
+            self.item(depth + 1)
+            key = data[key_start : self.pos]
+            if key in seen:
+                raise _bad(f"CBOR duplicate map key at byte {key_start}")
+            seen.add(key)
+            self.item(depth + 1)
 
     def _need(self, count: int, start: int) -> None:
         # Every item takes at least one byte: refuse impossible counts before looping.

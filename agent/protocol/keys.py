@@ -40,6 +40,18 @@ SigningKey = nacl.signing.SigningKey
 
 # Ed25519 group order L: a signature's S must be below it (RFC 8032 §5.1.7).
 GROUP_ORDER = 2**252 + 27742317777372353535851937790883648493
+FIELD_PRIME = 2**255 - 19
+# Encodings of the points of small order (x sign bit cleared), as libsodium lists them.
+_SMALL_ORDER = frozenset(
+    bytes.fromhex(h)
+    for h in (
+        "00" * 32,  # order 4
+        "01" + "00" * 31,  # identity
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",  # order 8
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",  # order 8
+        "ec" + "ff" * 30 + "7f",  # order 2
+    )
+)
 _KID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
@@ -52,17 +64,28 @@ def check_kid(kid: str) -> str:
     return kid
 
 
-def is_acceptable_public_key(public: bytes) -> bool:
-    """True for a canonical Ed25519 point in the prime-order subgroup (not small order)."""
+def is_canonical_and_not_small_order(public: bytes) -> bool:
+    """Cheap explicit check done on every signature: y < p and not a small-order point."""
     if len(public) != 32:
         return False
-    # libsodium: canonical encoding, on the curve, not small order, main subgroup.
+    y = int.from_bytes(public, "little") & ((1 << 255) - 1)
+    if y >= FIELD_PRIME:
+        return False
+    return public[:31] + bytes((public[31] & 0x7F,)) not in _SMALL_ORDER
+
+
+def is_acceptable_public_key(public: bytes) -> bool:
+    """The full check for keys we load or issue to: canonical, not small order, on the
+    curve and in the prime-order subgroup (libsodium's point validation)."""
+    if not is_canonical_and_not_small_order(public):
+        return False
     return bool(nacl.bindings.crypto_core_ed25519_is_valid_point(public))
 
 
 def verify_signature(public: bytes, message: bytes, signature: bytes) -> bool:
-    """libsodium Ed25519 verify plus an explicit canonical-S check; never raises."""
-    if len(signature) != 64 or len(public) != 32:
+    """libsodium Ed25519 verify, plus explicit canonical-key, small-order and
+    canonical-S (S < L) checks, so safety never rests on one library; never raises."""
+    if len(signature) != 64 or not is_canonical_and_not_small_order(public):
         return False
     if int.from_bytes(signature[32:], "little") >= GROUP_ORDER:
         return False

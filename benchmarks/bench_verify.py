@@ -1,0 +1,128 @@
+"""Verify+decide rate, QR sizes and revocation-list sign/parse time, on one core.
+
+    .venv/bin/python benchmarks/bench_verify.py [--quick]
+
+Targets (issue 2): >= 5,000 decisions/s static, >= 3,000/s dynamic; a presentation
+as small as possible (aim: QR version <= 10 at EC level M); a 1M-entry revocation
+list parsed fast enough for a full apply <= 10 s. A Raspberry Pi 4 is roughly 4-8x
+slower than one x86-64 core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import nacl.signing
+import segno
+
+from agent.policy import GateContext
+from agent.protocol import qrtext
+from agent.protocol.keys import is_acceptable_public_key, verify_signature
+from agent.protocol.presentation import read_scanned
+from agent.protocol.revocation import (
+    RevocationEntry,
+    RevocationList,
+    parse_revocation_list,
+    sign_revocation_list,
+)
+from tests.credkit import GATE, NOW, SITE, Kit
+
+
+def timed(fn: Callable[[], object], n: int) -> tuple[float, float, float]:
+    """(median µs, p99 µs, ops/s over the whole run) of n calls."""
+    samples = []
+    start = time.perf_counter()
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        fn()
+        samples.append((time.perf_counter_ns() - t0) / 1000)
+    total = time.perf_counter() - start
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.99) - 1], n / total
+
+
+def row(name: str, stats: tuple[float, float, float], target: str = "") -> None:
+    med, p99, rate = stats
+    print(f"| {name:<38} | {med:9.1f} | {p99:9.1f} | {rate:10,.0f} | {target:<12} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer runs, 100k-entry list")
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
+    n = 2000 if args.quick else 10000
+    kit = Kit()
+    static_ctx = GateContext(SITE, GATE, accept_static=True)
+    static = kit.credential(bound=False)
+    bound = kit.credential()
+    live = kit.presentation(bound)
+    assert kit.decide(static, ctx=static_ctx).granted and kit.decide(live).granted
+
+    print(f"## Decisions on one core ({n} runs each; µs per call)\n")
+    print("| what | median µs | p99 µs | per second | target |")
+    print("|---|---|---|---|---|")
+    row("decide: static credential", timed(lambda: kit.decide(static, ctx=static_ctx), n),
+        ">= 5,000/s")
+    row("decide: dynamic presentation", timed(lambda: kit.decide(live), n), ">= 3,000/s")
+    row("decide: garbage text", timed(lambda: kit.decide("QP1:" + "A" * 390), n))
+    row("decide: forged signature", timed(lambda: kit.decide(
+        kit.credential(key=nacl.signing.SigningKey.generate())), n // 10))
+    body = qrtext.decode(live)[1]
+    text45 = live[4:]
+    row("  base45 decode (presentation)", timed(lambda: qrtext.b45decode(text45), n))
+    row("  parse: strict CBOR + claims", timed(lambda: read_scanned(live), n))
+    scanned = read_scanned(live)
+    env = scanned.credential.envelope
+    public = bytes(kit.issuer.verify_key)
+    row("  Ed25519 verify (libsodium)", timed(lambda: env.verify(public), n))
+    holder = scanned.credential.holder or b""
+    row("  holder key point check", timed(lambda: is_acceptable_public_key(holder), n))
+    del body
+
+    print("\n## QR sizes (alphanumeric mode)\n")
+    print("| code | CBOR bytes | characters | QR version at M | at L |")
+    print("|---|---|---|---|---|")
+    for name, text in (("static credential (no cnf)", static),
+                       ("credential bound to a phone", bound),
+                       ("dynamic presentation", live)):
+        size = len(qrtext.decode(text)[1])
+        vm = segno.make(text, error="m", boost_error=False).version
+        vl = segno.make(text, error="l", boost_error=False).version
+        print(f"| {name} | {size} | {len(text)} | {vm} ({17 + 4 * vm}x{17 + 4 * vm}) | {vl} |")
+
+    count = 100_000 if args.quick else 1_000_000
+    print(f"\n## Revocation list of {count:,} entries (8-byte cti each)\n")
+    entries = tuple(RevocationEntry("cti", os.urandom(8).hex()) for _ in range(count))
+    lst = RevocationList("full", 1, None, int(NOW), entries)
+    t0 = time.perf_counter()
+    data = sign_revocation_list(lst, kit.ops, kit.ops_kid)
+    sign_s = time.perf_counter() - t0
+    parse_runs = []
+    for _ in range(1 if args.quick else 3):
+        t0 = time.perf_counter()
+        parsed = parse_revocation_list(data, kit.keyring, NOW)
+        parse_runs.append(time.perf_counter() - t0)
+    assert len(parsed.add) == count
+    print("| step | seconds |")
+    print("|---|---|")
+    print(f"| sign (encode + Ed25519), {len(data) / 1e6:.1f} MB | {sign_s:.2f} |")
+    print(f"| parse (check + verify + decode + entries), median of {len(parse_runs)} | "
+          f"{statistics.median(parse_runs):.2f} |")
+    t0 = time.perf_counter()
+    ok = verify_signature(public, data, data[-64:])
+    print(f"| (a bare Ed25519 verify over the whole file) | {time.perf_counter() - t0:.3f} |")
+    del ok
+
+
+if __name__ == "__main__":
+    main()
