@@ -24,7 +24,8 @@ def main(argv: list[str]) -> int:
     outbox = make_outbox(Path(state))
     ids = [outbox.append({"kind": "scan", "n": i, "site": site, "gate": gate}).id
            for i in range(count)]
-    Path(state, "appended.txt").open("a").write("".join(i + "\n" for i in ids))
+    with Path(state, "appended.txt").open("a") as out:
+        out.write("".join(i + "\n" for i in ids))
     sync = SyncService(broker_settings(url, keepalive_s=5), site, gate, outbox,
                        lambda _m: None, lambda: {"outbox_backlog": backlog(outbox)},
                        inflight=inflight)

@@ -1,17 +1,13 @@
 """Helpers for the sync tests: an outbox, a subscriber on the real broker, ops keys.
 
-``make_outbox`` returns the store's real ``EntryLog`` once it exists, and until then a
-small SQLite outbox with the same contract (append/pending/ack, durable on return).
+``make_outbox`` returns the store's real ``EntryLog`` (SQLite, durable on return).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
-import time
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,65 +18,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.protocol.keys import KeyRing, SigningKey, load_keyring, write_keypair
 
 
-@dataclass(frozen=True)
-class Entry:
-    seq: int
-    id: str
-    ts: float
-    event: dict[str, Any]
-
-
-class SqliteOutbox:
-    """The EntryLog contract on one SQLite file (WAL, synchronous=FULL)."""
-
-    def __init__(self, path: Path) -> None:
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, id TEXT, ts REAL, "
-            "body TEXT, acked INTEGER DEFAULT 0)"
-        )
-
-    def append(self, event: dict[str, Any]) -> Entry:
-        with self._lock:
-            row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()
-            seq, eid, ts = int(row[0]) + 1, uuid.uuid4().hex, time.time()
-            body = {**event, "id": eid, "seq": seq}
-            self._db.execute("INSERT INTO outbox (seq, id, ts, body) VALUES (?, ?, ?, ?)",
-                             (seq, eid, ts, json.dumps(body)))
-            return Entry(seq, eid, ts, body)
-
-    def pending(self, after_seq: int = 0, limit: int = 100) -> list[Entry]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, id, ts, body FROM outbox WHERE acked = 0 AND seq > ? "
-                "ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall()
-        return [Entry(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
-
-    def ack(self, seqs: Iterable[int]) -> None:
-        with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany("UPDATE outbox SET acked = 1 WHERE seq = ?",
-                                 [(s,) for s in seqs])
-            self._db.execute("COMMIT")
-
-    def backlog(self) -> int:
-        with self._lock:
-            return int(self._db.execute(
-                "SELECT COUNT(*) FROM outbox WHERE acked = 0").fetchone()[0])
-
-    def close(self) -> None:
-        self._db.close()
-
-
 def make_outbox(path: Path) -> Any:
-    """The real EntryLog if the store has landed, else the SQLite stand-in."""
-    try:
-        from agent.store.entrylog import EntryLog  # type: ignore[import-not-found]
-    except ImportError:
-        return SqliteOutbox(path / "outbox.sqlite")
+    """The store's real EntryLog (SQLite WAL, synchronous=FULL) under ``path``."""
+    from agent.store.entrylog import EntryLog
+
     return EntryLog(path)
 
 
