@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from agent.cli.common import EXIT_OK, existing_file
+from agent.cli.ctl_broker import add_publish
 from agent.errors import UsageError
 from agent.protocol.keys import load_signing_key
 from agent.protocol.revocation import RevocationEntry, RevocationList, sign_revocation_list
@@ -60,7 +61,9 @@ def _add_delta(actions: Subparsers) -> None:
     delta.set_defaults(func=_delta)
 
 
-ACTIONS: dict[str, Callable[[Subparsers], None]] = {"full": _add_full, "delta": _add_delta}
+ACTIONS: dict[str, Callable[[Subparsers], None]] = {
+    "full": _add_full, "delta": _add_delta, "publish": add_publish
+}
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:

@@ -10,6 +10,7 @@ COMMANDS: list[str] = [
     "agent.cli.ctl_keys",
     "agent.cli.ctl_credential",
     "agent.cli.ctl_revocations",
+    "agent.cli.ctl_broker",
 ]
 
 

@@ -1,0 +1,301 @@
+"""gatectl commands that talk to the broker: ``open``, ``mode``, ``watch``, and the
+``publish`` action of ``revocations`` (added to that command's action table).
+
+Exit codes: 0 done (command accepted, list acknowledged by the broker), 1 the answer is
+"no" (command refused or no answer in time, broker unreachable or refusing us), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import time
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import cbor2
+
+from agent.cli.common import EXIT_NO, EXIT_OK, emit_json, existing_file
+from agent.errors import GateError, UsageError
+from agent.protocol import cbor_strict, cose
+from agent.protocol.command import make_command, sign_command
+from agent.protocol.keys import load_signing_key
+from agent.protocol.revocation import DOC_TYPE, MAX_LIST_BYTES
+from agent.sync.broker import BrokerSettings, broker_settings
+from agent.sync.link import Link, LinkError, LinkSignal
+from agent.sync.topics import (
+    REVOCATIONS_DELTA,
+    REVOCATIONS_FULL,
+    ROOT,
+    GateTopics,
+    watch_filters,
+)
+from agent.timefmt import format_instant, parse_duration
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[Any]"
+CONNECT_TIMEOUT_S = 10.0
+
+
+def register(subparsers: Subparsers) -> None:
+    opener = subparsers.add_parser(
+        "open", help="open a gate's door once (signed command)",
+        description="Publish a signed 'open' command and wait for the gate's result.")
+    opener.add_argument("target", metavar="SITE/GATE")
+    _command_options(opener)
+    opener.set_defaults(func=_open)
+
+    mode = subparsers.add_parser(
+        "mode", help="set a gate's mode: normal, lockdown or free (signed command)",
+        description="Publish a signed 'mode' command; SITE/* addresses every gate of a site.")
+    mode.add_argument("target", metavar="SITE/GATE")
+    mode.add_argument("mode", choices=("normal", "lockdown", "free"))
+    mode.add_argument("--for", dest="duration", metavar="DURATION",
+                      help="return to normal after this long (e.g. 10m)")
+    _command_options(mode)
+    mode.set_defaults(func=_mode)
+
+    watch = subparsers.add_parser(
+        "watch", help="print live events, gate status and command results",
+        description="Subscribe to gates' events, retained status and command results.")
+    watch.add_argument("target", nargs="?", metavar="SITE[/GATE]")
+    watch.add_argument("--json", action="store_true", help="one JSON object per line")
+    watch.add_argument("--count", type=int, metavar="N", help="stop after N messages")
+    watch.add_argument("--duration", metavar="S", help="stop after this long (e.g. 30s)")
+    add_broker_options(watch)
+    watch.set_defaults(func=_watch)
+
+
+def add_publish(actions: Subparsers) -> None:
+    """``gatectl revocations publish FILE --broker URL``: retained full, plain delta."""
+    publish = actions.add_parser(
+        "publish", help="publish a signed revocation list to the broker",
+        description="Full lists are published retained on gate/v1/revocations/full (every "
+        "gate gets the latest on connect); deltas on gate/v1/revocations/delta.")
+    publish.add_argument("file", type=existing_file, metavar="FILE")
+    add_broker_options(publish)
+    publish.set_defaults(func=_publish_revocations)
+
+
+def add_broker_options(parser: argparse.ArgumentParser, *, tls_key_is_key: bool = True) -> None:
+    """Broker URL and TLS options; ``--key`` is the TLS key unless it is the ops key."""
+    parser.add_argument("--broker", required=True, metavar="URL",
+                        help="mqtts://HOST[:PORT] (TLS) or mqtt://HOST[:PORT] (tests)")
+    parser.add_argument("--ca", type=existing_file, metavar="FILE", help="CA certificate (PEM)")
+    parser.add_argument("--cert", type=existing_file, metavar="FILE",
+                        help="client certificate (PEM)")
+    flags = ("--key", "--tls-key") if tls_key_is_key else ("--tls-key",)
+    parser.add_argument(*flags, dest="tls_key", type=existing_file,
+                        metavar="FILE", help="client certificate's private key (PEM)")
+    parser.add_argument("--username", help="MQTT user name")
+    parser.add_argument("--password-file", type=existing_file, metavar="FILE",
+                        help="file whose first line is the MQTT password")
+
+
+def _command_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--key", required=True, type=existing_file, metavar="FILE",
+                        help="ops private key (its kid is the file's stem)")
+    parser.add_argument("--wait", type=float, default=10.0, metavar="S",
+                        help="seconds to wait for the gate's result (0: do not wait)")
+    parser.add_argument("--ttl", default="60s", metavar="DURATION",
+                        help="the command expires after this long (default 60s)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_broker_options(parser, tls_key_is_key=False)
+
+
+def settings_from_args(args: argparse.Namespace) -> BrokerSettings:
+    return broker_settings(
+        args.broker, ca_file=args.ca, cert_file=args.cert, key_file=args.tls_key,
+        username=args.username, password_file=args.password_file,
+    )
+
+
+class CtlSession:
+    """A short-lived synchronous connection for one gatectl command."""
+
+    def __init__(self, settings: BrokerSettings, client_prefix: str = "gatectl") -> None:
+        self.signals: queue.SimpleQueue[LinkSignal] = queue.SimpleQueue()
+        self.messages: queue.SimpleQueue[tuple[str, bytes, bool]] = queue.SimpleQueue()
+        client_id = f"{client_prefix}-{time.time_ns() % 10**12:x}"
+        self.link = Link(settings, client_id, self.signals.put,
+                         on_message=lambda t, p, r: self.messages.put((t, p, r)))
+
+    def __enter__(self) -> CtlSession:
+        self.link.open()
+        signal = self._next_signal(CONNECT_TIMEOUT_S, "CONNACK")
+        if signal.kind != "connack" or not signal.ok:
+            self.link.close()
+            raise LinkError(f"broker {self.link.settings.url} refused the connection: "
+                            f"{signal.reason} (check credentials and ACL)")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.link.close()
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False,
+                timeout: float = CONNECT_TIMEOUT_S) -> None:
+        """Publish QoS 1 and return after the broker's PUBACK."""
+        mid = self.link.publish(topic, payload, retain=retain)
+        deadline = time.monotonic() + timeout
+        while True:
+            signal = self._next_signal(deadline - time.monotonic(), "PUBACK")
+            if signal.kind == "lost":
+                raise LinkError(f"connection lost before the broker acknowledged {topic}")
+            if signal.kind == "puback" and signal.mid == mid:
+                return
+
+    def _next_signal(self, timeout: float, what: str) -> LinkSignal:
+        try:
+            return self.signals.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            raise LinkError(f"no {what} from {self.link.settings.url} within the timeout") from None
+
+
+def _open(args: argparse.Namespace) -> int:
+    return _send_command(args, "open")
+
+
+def _mode(args: argparse.Namespace) -> int:
+    duration = int(parse_duration(args.duration)) if args.duration else None
+    return _send_command(args, "mode", mode=args.mode, duration_s=duration)
+
+
+def _send_command(args: argparse.Namespace, action: str, **fields: Any) -> int:
+    key_path = Path(args.key)
+    key = load_signing_key(key_path)
+    try:
+        cmd = make_command(action, args.target, now=time.time(),
+                           ttl_s=max(1, int(parse_duration(args.ttl))), **fields)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    site_only = cmd.gate == "*"
+    topics = GateTopics(cmd.site, cmd.gate)
+    topic = topics.site_cmd if site_only else topics.cmd
+    result_filter = f"{ROOT}/{cmd.site}/+/cmd/result" if site_only else topics.cmd_result
+    with CtlSession(settings_from_args(args)) as session:
+        if args.wait > 0:
+            session.link.subscribe([result_filter])
+        session.publish(topic, sign_command(cmd, key, key_path.stem))
+        if args.wait <= 0:
+            _report(args, {"id": cmd.id, "ok": None, "reason": "sent", "target": cmd.target})
+            return EXIT_OK
+        result = _await_result(session, cmd.id, args.wait)
+    if result is None:
+        _report(args, {"id": cmd.id, "ok": False, "reason": "timeout", "target": cmd.target,
+                       "detail": f"no result from the gate within {args.wait:g} s "
+                                 "(is it online? see gatectl watch)"})
+        return EXIT_NO
+    _report(args, result)
+    return EXIT_OK if result.get("ok") is True else EXIT_NO
+
+
+def _await_result(session: CtlSession, cmd_id: str, wait_s: float) -> dict[str, Any] | None:
+    deadline = time.monotonic() + wait_s
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            _topic, payload, _retained = session.messages.get(timeout=remaining)
+        except queue.Empty:
+            return None
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            continue
+        if isinstance(body, dict) and body.get("id") == cmd_id:
+            return body
+    return None
+
+
+def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    if args.json:
+        emit_json(result)
+        return
+    where = result.get("target") or f"{result.get('site')}/{result.get('gate')}"
+    if result.get("ok") is True:
+        sys.stdout.write(f"accepted by {where} (command {result.get('id')})\n")
+    elif result.get("ok") is None:
+        sys.stdout.write(f"sent to {where} (command {result.get('id')})\n")
+    else:
+        detail = f": {result['detail']}" if result.get("detail") else ""
+        sys.stderr.write(f"gatectl: refused by {where}: {result.get('reason')}{detail}\n")
+
+
+def _publish_revocations(args: argparse.Namespace) -> int:
+    data = Path(args.file).read_bytes()
+    kind, version = _peek_revocation_list(data, args.file)
+    topic = REVOCATIONS_FULL if kind == "full" else REVOCATIONS_DELTA
+    with CtlSession(settings_from_args(args)) as session:
+        session.publish(topic, data, retain=kind == "full", timeout=60.0)
+    sys.stdout.write(f"published {kind} revocation list version {version} on {topic}"
+                     f"{' (retained)' if kind == 'full' else ''}\n")
+    return EXIT_OK
+
+
+def _peek_revocation_list(data: bytes, name: str) -> tuple[str, int]:
+    """Kind and version of a signed list (not verified: the gates do that)."""
+    try:
+        envelope = cose.from_decoded(
+            cbor_strict.loads_strict(data, max_bytes=MAX_LIST_BYTES, max_depth=1))
+        if envelope.typ != DOC_TYPE:
+            raise ValueError(f"document type {envelope.typ!r}")
+        body = cbor2.loads(envelope.payload)
+        kind, version = body["k"], body["v"]
+        if kind not in ("full", "delta") or not isinstance(version, int):
+            raise ValueError("no kind/version")
+    except (GateError, ValueError, KeyError, TypeError, cbor2.CBORDecodeError) as exc:
+        raise UsageError(f"{name} is not a signed revocation list ({exc}): make one with "
+                         "gatectl revocations full|delta") from None
+    return kind, version
+
+
+def _watch(args: argparse.Namespace) -> int:
+    duration = parse_duration(args.duration) if args.duration else None
+    deadline = time.monotonic() + duration if duration is not None else None
+    shown = 0
+    with CtlSession(settings_from_args(args), "gatectl-watch") as session:
+        session.link.subscribe(watch_filters(args.target))
+        while args.count is None or shown < args.count:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            try:
+                topic, payload, retained = session.messages.get(
+                    timeout=1.0 if remaining is None else min(1.0, remaining))
+            except queue.Empty:
+                continue
+            _show(topic, payload, retained, args.json)
+            shown += 1
+    return EXIT_OK
+
+
+def _show(topic: str, payload: bytes, retained: bool, as_json: bool) -> None:
+    parts = topic.split("/")
+    site, gate = (parts[2], parts[3]) if len(parts) > 3 else ("?", "?")
+    kind = {"events": "event", "status": "status"}.get(parts[-1], "result")
+    try:
+        body: Any = json.loads(payload) if payload else {}
+    except ValueError:
+        body = {"raw": payload[:200].decode("utf-8", "replace")}
+    if not isinstance(body, dict):
+        body = {"value": body}
+    if as_json:
+        emit_json({"type": kind, "site": site, "gate": gate, "retained": retained, **body})
+        return
+    where = f"{site}/{gate}"
+    ts = body.get("ts") or format_instant(time.time())
+    if kind == "event":
+        verdict = "GRANTED" if body.get("granted") else "denied"
+        line = (f"{ts} {where} #{body.get('seq')} {body.get('kind', 'scan')} {verdict} "
+                f"{body.get('reason')} sub={body.get('sub')} method={body.get('method')} "
+                f"door={body.get('door')}")
+    elif kind == "status":
+        state = "online" if body.get("online") else "OFFLINE"
+        extras = " ".join(f"{k}={body[k]}" for k in
+                          ("revocations_version", "outbox_backlog", "clock", "door", "alarms")
+                          if k in body)
+        line = f"{ts} {where} status {state} {extras}".rstrip()
+    else:
+        line = (f"{ts} {where} result {body.get('id')} "
+                f"{'ok' if body.get('ok') else 'refused'} {body.get('reason')}")
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
