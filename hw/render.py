@@ -88,11 +88,9 @@ def tilt(image: np.ndarray, degrees: float, background: int = 255) -> np.ndarray
     h, w = image.shape
     shrink = np.sin(np.radians(degrees)) * 0.25 * w
     squash = np.cos(np.radians(degrees))
-    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    src = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
     top = h * (1 - squash) / 2
-    dst = np.float32(
-        [[shrink, top], [w - shrink, top], [w, h - (h * (1 - squash) / 2)], [0, h - top]]
-    )
+    dst = np.array([[shrink, top], [w - shrink, top], [w, h - top], [0, h - top]], dtype=np.float32)
     matrix = cv2.getPerspectiveTransform(src, dst)
     return cv2.warpPerspective(image, matrix, (w, h), borderValue=background)
 
@@ -119,13 +117,14 @@ def write_video(frames: Iterable[np.ndarray], path: Path, fps: float) -> Path:
     """Write grayscale or BGR frames as MJPG in .avi (readable by opencv-python-headless)."""
     import cv2
 
+    cv: Any = cv2  # VideoWriter_fourcc is missing from OpenCV's type stubs
     writer: Any = None
     try:
         for frame in frames:
             bgr = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame
             if writer is None:
                 h, w = bgr.shape[:2]
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+                writer = cv.VideoWriter(str(path), cv.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
                 if not writer.isOpened():
                     raise RuntimeError(f"OpenCV cannot write MJPG video to {path}")
             writer.write(bgr)

@@ -35,7 +35,7 @@ def _need_decoders() -> None:
 def test_corpus_reads_at_least_the_readme_table(folder: str) -> None:
     _need_decoders()
     require(CORPUS.is_dir(), "the shared QR corpus", f"expected at {CORPUS}")
-    decoder = make_decoder("auto")
+    decoder = make_decoder("auto", fallback_interval_s=0.0)
     images = sorted(p for p in (CORPUS / folder).iterdir() if p.suffix in IMAGE_SUFFIXES)
     assert images
     read = 0
@@ -112,7 +112,7 @@ def test_pyzbar_fallback_reads_what_zxing_misses() -> None:
     path = CORPUS / "qrcode-2" / "28.webp"
     require(path.is_file(), "the shared QR corpus", f"expected {path}")
     gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    result = make_decoder("auto").decode(gray)
+    result = make_decoder("auto", fallback_interval_s=0.0).decode(gray)
     assert result.texts == [path.with_suffix(".txt").read_text().strip()]
     assert result.decoder == "pyzbar"
 
@@ -140,3 +140,14 @@ def test_garbage_arrays_do_not_raise() -> None:
     decoder = make_decoder("auto")
     for image in (np.zeros((1, 1), np.uint8), np.zeros((10, 3000), np.uint8)):
         assert decoder.decode(image).texts == []
+
+
+def test_stream_fallback_is_rate_limited() -> None:
+    """On a stream, zbar runs at most once per interval on frames zxing-cpp finds empty."""
+    _need_decoders()
+    path = CORPUS / "qrcode-2" / "28.webp"
+    require(path.is_file(), "the shared QR corpus", f"expected {path}")
+    gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    decoder = make_decoder("auto", fallback_interval_s=3600)
+    assert decoder.decode(gray).decoder == "pyzbar"  # first empty frame: fallback runs
+    assert decoder.decode(gray).texts == []  # within the interval: primary only

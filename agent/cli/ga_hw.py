@@ -71,7 +71,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
     if args.camera or args.config:
         config = config_from_args(args)
     kind = args.decoder or (config.camera.decoder if config else "auto")
-    decoder = make_decoder(kind)
+    # every image gets the full fallback; camera frames too (this is a diagnostic)
+    decoder = make_decoder(kind, fallback_interval_s=0.0)
     read_any = False
     if args.image:
         import cv2
