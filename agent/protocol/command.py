@@ -1,6 +1,6 @@
 """Signed commands from centre staff to one gate (or every gate of a site).
 
-A command is a signed document (``agent.protocol.signed_doc``) of type ``gate-cmd``,
+A command is a signed document (``agent.protocol.signed_doc``) of type ``gate.command.v1``,
 signed by an ops key. Its body (CBOR map):
 
     v       1
@@ -29,7 +29,7 @@ from agent.protocol import cbor_strict, cose
 from agent.protocol.keys import KeyRing, SigningKey
 from agent.protocol.signed_doc import open_document, sign_document
 
-COMMAND_TYPE = "gate-cmd"
+COMMAND_TYPE = "gate.command.v1"
 ACTIONS = ("open", "mode", "resync", "status")
 MODES = ("normal", "lockdown", "free")
 MAX_TTL_S = 24 * 3600

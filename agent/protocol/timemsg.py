@@ -1,6 +1,6 @@
 """Signed time messages from the centre (``gate/v1/time``), for gates without NTP.
 
-A signed document of type ``gate-time`` (ops key), body ``{"v": 1, "t_ms": int}``: the
+A signed document of type ``gate.time.v1`` (ops key), body ``{"v": 1, "t_ms": int}``: the
 centre's clock in Unix milliseconds when it signed. Broadcast, so it carries no nonce;
 ``agent.timekeeper`` only uses one that is newer than every time it has accepted
 before and not below its persisted time floor, so a replayed old message cannot move
@@ -16,7 +16,7 @@ from agent.protocol.keys import KeyRing, SigningKey
 from agent.protocol.signed_doc import open_document, sign_document
 from agent.reasons import Reason
 
-TIME_TYPE = "gate-time"
+TIME_TYPE = "gate.time.v1"
 MAX_TIME_BYTES = 512
 
 
