@@ -120,9 +120,16 @@ class SyncService:
         """True only between an accepted CONNACK and the loss of that connection."""
         return self._connected.is_set()
 
+    @property
+    def alive(self) -> bool:
+        """The worker thread runs (the daemon's supervisor restarts it with ``start``)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
-        if self._thread is not None:
+        """Start the worker; also restarts one that died (it should never)."""
+        if self.alive:
             raise RuntimeError("SyncService already started")
+        self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="sync", daemon=True)
         self._thread.start()
 
@@ -207,24 +214,26 @@ class SyncService:
         """Connect until an accepted CONNACK or stop; None when stopping."""
         while not self._stopping.is_set():
             self._generation += 1
-            link = Link(
-                self.settings,
-                client_id(self.site, self.gate),
-                self._signal,
-                generation=self._generation,
-                on_message=self._on_message,
-                will=Will(self.topics.status, will_payload(self.site, self.gate)),
-                inflight=self.drain.window,
-            )
+            link: Link | None = None
             try:
+                link = Link(
+                    self.settings,
+                    client_id(self.site, self.gate),
+                    self._signal,
+                    generation=self._generation,
+                    on_message=self._on_message,
+                    will=Will(self.topics.status, will_payload(self.site, self.gate)),
+                    inflight=self.drain.window,
+                )
                 link.open()
                 accepted, reason = self._await_connack(link.generation)
-            except LinkError as exc:
+            except (LinkError, OSError, ValueError) as exc:  # TLS files, bad host, ...
                 accepted, reason = False, str(exc)
-            if accepted:
+            if accepted and link is not None:
                 self._backoff.reset()
                 return link
-            link.close()
+            if link is not None:
+                link.close()
             if not self._stopping.is_set():
                 delay = self._backoff.next_delay()
                 log.warning("MQTT not connected (%s); retrying in %.1f s", reason, delay)
