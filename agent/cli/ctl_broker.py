@@ -217,7 +217,8 @@ def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         sys.stdout.write(f"sent to {where} (command {result.get('id')})\n")
     else:
         detail = f": {result['detail']}" if result.get("detail") else ""
-        sys.stderr.write(f"gatectl: refused by {where}: {result.get('reason')}{detail}\n")
+        verb = "no answer from" if result.get("reason") == "timeout" else "refused by"
+        sys.stderr.write(f"gatectl: {verb} {where}: {result.get('reason')}{detail}\n")
 
 
 def _publish_revocations(args: argparse.Namespace) -> int:
