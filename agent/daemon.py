@@ -42,6 +42,7 @@ class DaemonOptions:
     pins: PinKind = "env"  # env: GPIOZERO_PIN_FACTORY=mock selects mock pins, else real GPIO
     source: Path | None = None  # a video file / image folder instead of [scanner]
     source_fps: float = 10.0
+    source_loop: bool = False
     observer: Observer | None = None  # decisions, door changes, alarms (demo view, --json)
     mqtt: MqttSection | Literal["config"] | None = "config"
     extra_keyring: KeyRing | None = None  # demo: its throwaway keys, in memory only
@@ -170,7 +171,7 @@ class Daemon:
             from hw.sources import SimulatedSource
 
             return SimulatedSource(self.options.source, self.options.source_fps, cfg.scanner,
-                                   make_decoder(cfg.camera.decoder))
+                                   make_decoder(cfg.camera.decoder), loop=self.options.source_loop)
         if cfg.scanner.kind == "camera":
             from hw.camera import CameraSource
             from hw.decoders import make_decoder

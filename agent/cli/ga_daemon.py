@@ -46,6 +46,8 @@ def register(sub: Any) -> None:
                    "folder instead of [scanner]")
     r.add_argument("--source-fps", type=float, default=10.0, metavar="N",
                    help="frames per second for --source (default 10)")
+    r.add_argument("--source-loop", action="store_true",
+                   help="with --source: play it again and again (soak tests)")
     r.add_argument("--json", action="store_true",
                    help="print decisions and door changes as JSON lines on stdout")
     r.add_argument("--duration", metavar="S", help="stop after this long (e.g. 30s, 10m)")
@@ -121,7 +123,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--exit-when-source-ends needs --source PATH")
     json_out = _JsonLines() if args.json else None
     options = DaemonOptions(
-        source=args.source, source_fps=args.source_fps, observer=json_out,
+        source=args.source, source_fps=args.source_fps, source_loop=args.source_loop,
+        observer=json_out,
         duration_s=_duration(args.duration), stop_when_source_ends=args.exit_when_source_ends,
     )
     stop = _stop_on_signals()

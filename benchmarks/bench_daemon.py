@@ -1,0 +1,171 @@
+"""Scan-to-unlock latency through the real daemon path, and daemon RSS during a demo.
+
+Latency: a 1280x720 MJPG clip of distinct valid codes is played by the simulated camera
+into the real daemon (mock pins): frame -> change gate -> zxing-cpp -> dedupe -> queue ->
+controller -> decide -> SQLite append (fsync) -> Door.pulse(). Measured per grant from the
+Scan's ``mono`` (when the capture thread handed the frame over for decoding) to the
+monotonic time at which ``Door.pulse()`` returned (the relay pin is driven by then).
+
+RSS: ``gate-agent demo`` as a separate process, sampled from /proc every 0.5 s.
+
+    .venv/bin/python benchmarks/bench_daemon.py [--quick] [--scans N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agent.config import config_from_mapping  # noqa: E402
+from agent.daemon import Daemon, DaemonOptions  # noqa: E402
+from agent.demo.clip import Shot, write_clip  # noqa: E402
+from agent.demo.kit import make_kit  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def latency_run(scans: int, fps: float, work: Path) -> tuple[list[float], float, int]:
+    kit = make_kit(work / "kit")
+    now = time.time()
+    texts = [kit.credential(f"C-{n}", now, holder=False) for n in range(scans)]
+    shots: list[Shot] = [Shot(None, 0.5)]
+    for text in texts:
+        shots += [Shot(text, 1 / fps), Shot(None, 1 / fps)]
+    t0 = time.perf_counter()
+    clip = write_clip(shots, work / "clip", fps=fps, width=1280, height=720)
+    print(f"clip: {scans} codes, {len(shots)} shots at {fps:g} fps, 1280x720 -> {clip.name} "
+          f"({time.perf_counter() - t0:.1f} s to render)")
+    raw = kit.config(work / "state", policy={"accept_static": True,
+                                             "on_untrusted_clock": "allow"},
+                     door={"unlock_s": 0.05}, scanner={"dedupe_s": 0.5, "kind": "none"})
+    config = config_from_mapping(raw, base_dir=work)
+    daemon = Daemon(config, DaemonOptions(pins="mock", source=clip, source_fps=fps,
+                                          mqtt=None, stop_when_source_ends=True))
+    stop = threading.Event()
+    daemon.open()
+    try:
+        daemon.start()
+        daemon.serve(stop)
+        assert daemon.controller is not None
+        pairs = list(daemon.controller.latencies)
+        scanned = int(daemon.source.status()["codes"]) if daemon.source else 0
+    finally:
+        daemon.shutdown()
+    ms = [(pulse - frame) * 1000 for frame, pulse in pairs]
+    return ms, rss_mb(os.getpid()) or 0.0, scanned
+
+
+def demo_rss(duration: float | None) -> tuple[float, float, float]:
+    """Peak and final RSS of a `gate-agent demo` process, and its wall time."""
+    exe = Path(sys.executable).parent / "gate-agent"
+    args = [str(exe), "demo", "--json"] + (["--duration", f"{duration:g}"] if duration else [])
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    start = time.monotonic()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    peak = last = 0.0
+    while proc.poll() is None:
+        value = rss_mb(proc.pid)
+        if value:
+            peak, last = max(peak, value), value
+        time.sleep(0.5)
+    return peak, last, time.monotonic() - start
+
+
+def soak_rss(seconds: float, work: Path) -> tuple[float, float, float, int]:
+    """`gate-agent run` on mock pins playing the demo clip in a loop: RSS first/peak/end."""
+    from agent.demo.clip import schedule
+    from agent.demo.kit import demo_codes
+
+    kit = make_kit(work / "soak-kit")
+    codes = demo_codes(kit, time.time())
+    clip = write_clip(schedule([(c.label, c.text) for c in codes]), work / "soak-clip", fps=10)
+    raw = kit.config(work / "soak-state", policy={"on_untrusted_clock": "allow"})
+    lines = []
+    for section, values in raw.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {value!r}".replace("'", '"'))
+    config = work / "soak.toml"
+    config.write_text("\n".join(lines) + "\n")
+    exe = Path(sys.executable).parent / "gate-agent"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GPIOZERO_PIN_FACTORY="mock")
+    proc = subprocess.Popen(
+        [str(exe), "run", "--config", str(config), "--source", str(clip), "--source-loop",
+         "--json", "--duration", f"{seconds:g}"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+    )
+    samples: list[float] = []
+    decisions = 0
+
+    def count() -> None:
+        nonlocal decisions
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            decisions += '"decision"' in line
+
+    reader = threading.Thread(target=count, daemon=True)
+    reader.start()
+    while proc.poll() is None:
+        value = rss_mb(proc.pid)
+        if value:
+            samples.append(value)
+        time.sleep(1.0)
+    reader.join(5)
+    return samples[2] if len(samples) > 2 else 0.0, max(samples), samples[-1], decisions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer scans, shorter demo")
+    parser.add_argument("--scans", type=int, default=None)
+    parser.add_argument("--fps", type=float, default=15.0)
+    parser.add_argument("--soak", type=float, default=120.0, help="soak seconds (RSS)")
+    args = parser.parse_args()
+    scans = args.scans or (60 if args.quick else 240)
+    with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
+        ms, _, scanned = latency_run(scans, args.fps, Path(tmp))
+    print()
+    print("scan-to-unlock latency (frame handed to decoder -> Door.pulse returned), 1280x720")
+    print(f"{'grants':>8} {'codes read':>10} {'median ms':>10} {'p90 ms':>8} {'p99 ms':>8} "
+          f"{'max ms':>8}  target")
+    print(f"{len(ms):>8} {scanned:>10} {statistics.median(ms):>10.2f} "
+          f"{percentile(ms, 0.90):>8.2f} {percentile(ms, 0.99):>8.2f} {max(ms):>8.2f}"
+          "  median <= 10, p99 <= 30")
+    soak_s = 30.0 if args.quick else args.soak
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
+        first, top, end, decisions = soak_rss(soak_s, Path(tmp))
+    print()
+    print(f"gate-agent run (mock pins, demo clip looping) for {soak_s:g} s, {decisions} "
+          f"decisions: RSS at 3 s {first:.0f} MB, peak {top:.0f} MB, end {end:.0f} MB")
+    peak, last, wall = demo_rss(None)
+    print()
+    print(f"gate-agent demo process: peak RSS {peak:.0f} MB, at the end {last:.0f} MB "
+          f"over {wall:.0f} s (target <= 120 MB after 10 min)")
+
+
+if __name__ == "__main__":
+    main()
