@@ -102,15 +102,24 @@ def bench_revocations(folder: Path, n: int, rows: list[Row]) -> None:
         rows.append((f"revocations: lookup ({label}), per call", f"{med:.2f} µs median, "
                      f"{p99:.2f} µs worst batch", "<= 1 µs", ok(med, 1.0)))
 
-    deltas = []
-    for k in range(20):
+    def delta_of_1000(k: int) -> float:
         base = store.version or 0
         add = tuple(RevocationEntry("cti", cti(n * 2 + k * 1000 + i)) for i in range(500))
         remove = tuple(RevocationEntry("cti", cti(k * 500 + i)) for i in range(500))
         delta = RevocationList("delta", base + 1, base, int(time.time()), add, remove)
-        deltas.append(timed(lambda d=delta: store.apply(d)) * 1000)
+        return timed(lambda: store.apply(delta)) * 1000
+
+    deltas = [delta_of_1000(k) for k in range(20)]
     rows.append(("revocations: delta of 1,000 entries", f"{statistics.median(deltas):.1f} ms "
                  f"median, {max(deltas):.1f} ms max (20)", "<= 100 ms", ok(max(deltas), 100)))
+    k = 20
+    while not store.compaction_due:  # the journal at its "compact when idle" mark
+        delta_of_1000(k)
+        k += 1
+    late = [delta_of_1000(k + j) for j in range(5)]
+    rows.append((f"revocations: delta of 1,000, journal {k * 1000:,} ops",
+                 f"{statistics.median(late):.1f} ms median, {max(late):.1f} ms max (5)",
+                 "<= 100 ms", ok(max(late), 100)))
     compact_s = timed(store.compact)
     rows.append(("revocations: compact deltas into a snapshot", f"{compact_s:.2f} s", "(idle)",
                  ""))

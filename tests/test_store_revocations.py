@@ -114,16 +114,22 @@ def test_state_survives_restart_with_deltas_and_compaction(
         assert (tmp_path / "revocations.journal").exists()
         store.apply(delta_list(2, 3, [cti(101), cti(102)], [cti(1)], remove_subs=["rider-1"]))
         assert not (tmp_path / "revocations.journal").exists()  # compacted: over the limit
+        assert not store.compaction_due
         store.apply(delta_list(3, 4, [cti(103)], add_subs={"rider-9": T0}))
-        expected = {cti(n) for n in range(2, 10)} | {cti(100), cti(101), cti(102), cti(103)}
+        assert store.compaction_due  # past half the limit: the daemon compacts when idle
+        store.compact()
+        assert not store.compaction_due and not (tmp_path / "revocations.journal").exists()
+        store.apply(delta_list(4, 5, [cti(104)]))
+        expected = {cti(n) for n in range(2, 10)} | {cti(100), cti(101), cti(102), cti(103),
+                                                     cti(104)}
     with RevocationStore(tmp_path, clock=clock) as again:
-        assert again.version == 4
+        assert again.version == 5
         assert again.entries == len(expected) + 1
-        for n in [*range(10), 100, 101, 102, 103]:
+        for n in [*range(10), 100, 101, 102, 103, 104]:
             assert again.is_revoked(cti(n), "x", T0) == (cti(n) in expected)
         assert not again.is_revoked(cti(50), "rider-1", T0)
         assert again.is_revoked(cti(50), "rider-9", T0 - 1)
-        assert [h["version"] for h in again.history()] == [1, 2, 3, 4]
+        assert [h["version"] for h in again.history()] == [1, 2, 3, 4, 5]
 
 
 def test_full_list_replaces_everything(tmp_path: Path, clock: FixedClock) -> None:

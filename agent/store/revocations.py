@@ -113,7 +113,7 @@ class RevocationStore:
         *,
         clock: Clock | None = None,
         read_only: bool = False,
-        journal_limit: int = 100_000,
+        journal_limit: int = 200_000,
     ) -> None:
         self._dir = Path(state_dir)
         self._clock = clock or SystemClock()
@@ -265,8 +265,14 @@ class RevocationStore:
         if journal.size() > self._journal_limit:
             self.compact()
 
+    @property
+    def compaction_due(self) -> bool:
+        """The delta journal is past half its limit: call ``compact()`` when the gate is idle
+        (a delta that finds it full compacts itself, ~0.6 s at 1M entries)."""
+        return self._journal.size() > self._journal_limit // 2
+
     def compact(self) -> None:
-        """Fold the delta journal into a new snapshot (seconds at 1M entries; call when idle)."""
+        """Fold the delta journal into a new snapshot (~0.5 s at 1M entries; call when idle)."""
         if self._read_only or self.version is None or self.version == self._snapshot_version:
             return
         assert self.issued_at is not None and self.applied_at is not None
