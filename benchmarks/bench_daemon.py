@@ -25,17 +25,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.config import config_from_mapping  # noqa: E402
-from agent.daemon import Daemon, DaemonOptions  # noqa: E402
-from agent.demo.clip import Shot, write_clip  # noqa: E402
-from agent.demo.kit import make_kit  # noqa: E402
+from agent.config import config_from_mapping
+from agent.daemon import Daemon, DaemonOptions
+from agent.demo.clip import Shot, write_clip
+from agent.demo.kit import make_kit
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def rss_mb(pid: int) -> float | None:
