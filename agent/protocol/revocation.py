@@ -15,7 +15,7 @@ from agent.protocol.keys import KeyRing, SigningKey
 from agent.protocol.signed_doc import open_document, sign_document
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RevocationEntry:
     kind: Literal["cti", "sub"]
     value: str  # cti: lower-case hex; sub: the courier id
