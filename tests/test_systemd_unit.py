@@ -81,3 +81,26 @@ def test_sd_notify_is_a_no_op_outside_systemd() -> None:
     notifier = Notifier({})
     assert not notifier.enabled
     assert notifier.ready() is False and notifier.watchdog() is False
+
+
+def test_logs_carry_journald_priorities_under_systemd_and_levels_on_a_terminal() -> None:
+    import io
+    import logging
+
+    from agent.journal import configure_logging
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        out = io.StringIO()
+        configure_logging(environ={"JOURNAL_STREAM": "8:1234"}, stream=out)
+        logging.getLogger("agent.x").warning("relay %s", "stuck")
+        logging.getLogger("agent.x").info("ready")
+        assert out.getvalue().splitlines() == ["<4>agent.x: relay stuck", "<6>agent.x: ready"]
+        out = io.StringIO()
+        configure_logging(environ={}, stream=out)
+        logging.getLogger("agent.x").error("broken")
+        assert out.getvalue().rstrip().endswith("ERROR agent.x: broken")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
