@@ -62,6 +62,10 @@ class StateError(GateError, RuntimeError):
     """Local state under ``[state] dir`` cannot be read or written."""
 
 
+class StateInUseError(StateError):
+    """Another process (normally the daemon) holds the state folder's writer lock."""
+
+
 class CorruptStateError(StateError):
     """A state file exists but cannot be trusted (torn, empty, garbage)."""
 

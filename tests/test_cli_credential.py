@@ -226,3 +226,64 @@ def test_verify_with_a_broken_trusted_key_is_a_config_error(gate: Path) -> None:
     assert result.returncode == 2
     assert "junk.pub: not a PEM public key" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_verify_while_the_daemon_holds_the_state_writes_nothing_and_says_so(
+    gate: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from agent.store.revocations import RevocationStore
+
+    cred = _issue(gate, capsys, "--holder-pub", str(gate / "phone" / "holder.pub"))
+    first, second = _present(gate, capsys, cred), _present(gate, capsys, cred)
+    replay_file = gate / "state" / "replay.json"
+    assert _verify(gate, capsys, first)[1][0]["reason"] == "ok"  # no daemon: remembered
+    on_disk = replay_file.read_bytes()
+    daemon = RevocationStore(gate / "state")  # what the running daemon holds: the lock
+    try:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(f"{second}\n{second}\n{first}\n"))
+        capsys.readouterr()
+        code = gate_agent.main(["verify", "--config", str(gate / "config.toml"), "--at", AT, "-"])
+        out, err = capsys.readouterr()
+        reasons = [json.loads(line)["reason"] for line in out.splitlines()]
+        assert (code, reasons) == (1, ["ok", "replayed", "replayed"])
+        assert err.count("\n") == 1
+        assert "daemon is using" in err and "replay cache is checked read-only" in err
+        assert replay_file.read_bytes() == on_disk  # nothing written behind the daemon
+    finally:
+        daemon.close()
+    # Daemon gone: verify takes the lock again and writes what it grants.
+    assert _verify(gate, capsys, second)[1][0]["reason"] == "ok"
+    assert _verify(gate, capsys, second)[1][0]["reason"] == "replayed"
+
+
+def test_verify_applies_the_stale_list_rule_as_the_daemon_does(
+    gate: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.protocol.keys import load_keyring, load_signing_key
+    from agent.protocol.revocation import (
+        RevocationList,
+        parse_revocation_list,
+        sign_revocation_list,
+    )
+    from agent.store.revocations import RevocationStore
+    from agent.timefmt import parse_instant
+
+    config = gate / "config.toml"
+    config.write_text(config.read_text() + '[policy]\non_stale_revocations = "deny"\n')
+    cred = _issue(gate, capsys, "--holder-pub", str(gate / "phone" / "holder.pub"))
+    assert _verify(gate, capsys, _present(gate, capsys, cred))[1][0]["reason"] == (
+        "revocations_stale"  # no list at all
+    )
+    keyring = load_keyring(gate / "issuers", gate / "ops")
+    ops = load_signing_key(gate / "ops1.key")
+    at = parse_instant(AT)
+    for version, age_h, reason in ((1, 73, "revocations_stale"), (2, 1, "ok")):
+        signed = sign_revocation_list(
+            RevocationList("full", version, None, int(at - age_h * 3600), ()), ops, "ops1"
+        )
+        with RevocationStore(gate / "state") as store:
+            store.apply(parse_revocation_list(signed, keyring, at))
+        decision = _verify(gate, capsys, _present(gate, capsys, cred))[1][0]
+        assert (decision["reason"], decision["sub"]) == (reason, "C42")

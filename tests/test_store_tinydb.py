@@ -110,3 +110,30 @@ def test_replay_cache_recovers_from_a_torn_file(tmp_path: Path) -> None:
     assert cache.problems() and list(tmp_path.glob("replay.json.corrupt-*"))
     cache.remember("p2", T0 + 30)
     assert cache.seen("p2")
+
+
+def test_read_only_replay_cache_never_writes_the_file(tmp_path: Path) -> None:
+    clock = FixedClock(T0)
+    writer = ReplayCache(tmp_path, clock=clock)
+    writer.remember("old", T0 + 5)
+    writer.remember("live", T0 + 60)
+    writer.close()
+    on_disk = (tmp_path / "replay.json").read_bytes()
+    clock.advance(30)
+    reader = ReplayCache(tmp_path, clock=clock, read_only=True, prune_every_s=0)
+    assert reader.seen("live") and not reader.seen("old")  # pruned in memory only
+    reader.remember("new", T0 + 90)
+    assert reader.seen("new")
+    reader.close()
+    assert (tmp_path / "replay.json").read_bytes() == on_disk
+    assert not ReplayCache(tmp_path / "absent", read_only=True).seen("x")
+    assert not (tmp_path / "absent").exists()  # a reader creates nothing
+
+
+def test_read_only_replay_cache_reports_a_corrupt_file_and_moves_nothing(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "replay.json").write_text("")
+    with pytest.raises(CorruptStateError, match="empty"):
+        ReplayCache(tmp_path, read_only=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["replay.json"]

@@ -4,6 +4,11 @@ The same pipeline the daemon uses: the config's trusted keys and policy, the sta
 dir's revocation list (read only) and replay cache (a granted live code is remembered,
 so showing it again is ``replayed``, also across calls). The clock is taken as trusted
 (``--at`` pins it); the daemon's time-floor checks do not apply here.
+
+Only one process writes the state folder. verify takes the daemon's writer lock while
+it runs; when the daemon (or another verify) holds it, verify checks the replay cache
+read-only and says so on stderr: a live code granted then is remembered only for the
+rest of this run, never written behind the daemon's back.
 """
 
 from __future__ import annotations
@@ -12,18 +17,29 @@ import argparse
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.cli.common import EXIT_NO, EXIT_OK, add_config_option, config_from_args, emit_json
+from agent.cli.common import (
+    EXIT_NO,
+    EXIT_OK,
+    add_config_option,
+    config_from_args,
+    emit_json,
+    fail,
+)
 from agent.clock import Clock, FixedClock, SystemClock
 from agent.config import Config
-from agent.errors import ConfigError, KeyFileError, UsageError
+from agent.errors import ConfigError, KeyFileError, StateError, StateInUseError, UsageError
 from agent.policy import Decision, GateContext, decide
 from agent.protocol.keys import KeyRing, load_keyring
 from agent.reasons import Reason
+from agent.store.files import WriterLock, ensure_dir
 from agent.store.replay import ReplayCache
-from agent.store.revocations import RevocationStore
+from agent.store.revocations import LOCK, RevocationStore
 from agent.timefmt import parse_instant
+
+if TYPE_CHECKING:
+    from hw.decoders import Decoder
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -57,31 +73,86 @@ class _Verifier:
     def __init__(self, config: Config, clock: Clock) -> None:
         self.ctx = gate_context(config)
         self.clock = clock
+        self.max_list_age_s = config.policy.revocations_max_age_h * 3600.0
+        self.deny_on_stale = config.policy.on_stale_revocations == "deny"
+        self._decoder: Decoder | None = None
         try:
             self.keyring: KeyRing = load_keyring(config.trust.keys_dir, config.trust.ops_keys_dir)
         except KeyFileError as exc:
             raise ConfigError(f"trust: {exc}", str(config.path)) from None
-        self.replays = ReplayCache(config.state.dir, clock=clock)
-        self.revocations = RevocationStore(config.state.dir, clock=clock, read_only=True)
+        self._lock = _writer_lock(config.state.dir)
+        try:
+            self.replays = ReplayCache(
+                config.state.dir, clock=clock, read_only=self._lock is None
+            )
+            self.revocations = RevocationStore(config.state.dir, clock=clock, read_only=True)
+        except BaseException:
+            self._release()
+            raise
 
     def decide(self, text: str) -> Decision:
-        decision = decide(
-            text, self.ctx, self.keyring, self.revocations, self.replays, self.clock.now()
-        )
+        now = self.clock.now()
+        decision = decide(text, self.ctx, self.keyring, self.revocations, self.replays, now)
+        if decision.granted and self.deny_on_stale and self._list_stale(now):
+            # The daemon's rule ([policy] on_stale_revocations = "deny"), applied the same way.
+            return Decision(False, Reason.REVOCATIONS_STALE, decision.sub, decision.cti,
+                            "the revocation list is older than [policy] revocations_max_age_h")
         if decision.granted and decision.replay_key and decision.replay_until is not None:
             self.replays.remember(decision.replay_key, decision.replay_until)
         return decision
 
+    def _list_stale(self, now: float) -> bool:
+        issued = self.revocations.issued_at
+        return issued is None or now - issued > self.max_list_age_s
+
     def decide_image(self, path: Path) -> Decision:
-        texts = _decode_image(path)
+        texts = self._decode_image(path)
         if not texts:
             return Decision(False, Reason.NO_CODE, detail=f"no QR code read in {path}")
         decisions = [self.decide(text) for text in texts]
         return next((d for d in decisions if d.granted), decisions[0])
 
+    def _decode_image(self, path: Path) -> list[str]:
+        import cv2  # the image path only: keep `verify TEXT` light
+
+        if not path.is_file():
+            raise UsageError(f"{path} does not exist or is not a file")
+        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if gray is None:
+            raise UsageError(f"{path} is not an image OpenCV can read (PNG, JPEG, WebP...)")
+        if self._decoder is None:
+            from hw.decoders import make_decoder
+
+            # Single images: the fallback decoder runs on every one, never rate-limited.
+            self._decoder = make_decoder("auto", fallback_interval_s=0)
+        texts: list[str] = self._decoder.decode(gray).texts
+        return texts
+
     def close(self) -> None:
         self.replays.close()
         self.revocations.close()
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def _writer_lock(state_dir: Path) -> WriterLock | None:
+    """The state folder's writer lock (the daemon's), or None when verify may not write."""
+    try:
+        ensure_dir(state_dir)
+        return WriterLock(state_dir / LOCK, "the gate state")
+    except StateInUseError:
+        why = f"the gate-agent daemon is using {state_dir}"
+    except StateError as exc:
+        why = str(exc)
+    fail(
+        f"gate-agent verify: {why}: the replay cache is checked read-only "
+        "(a live code granted here is not remembered for later calls or the daemon)"
+    )
+    return None
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -110,16 +181,3 @@ def _decisions(verifier: _Verifier, args: argparse.Namespace) -> Iterator[Decisi
     else:
         yield verifier.decide(args.text)
 
-
-def _decode_image(path: Path) -> list[str]:
-    import cv2  # the image path only: keep `verify TEXT` light
-
-    from hw.decoders import make_decoder
-
-    if not path.is_file():
-        raise UsageError(f"{path} does not exist or is not a file")
-    gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if gray is None:
-        raise UsageError(f"{path} is not an image OpenCV can read (PNG, JPEG, WebP...)")
-    texts: list[str] = make_decoder("auto").decode(gray).texts
-    return texts

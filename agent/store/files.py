@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from agent.errors import StateError
+from agent.errors import StateError, StateInUseError
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +105,19 @@ class WriterLock:
     """
 
     def __init__(self, path: Path, what: str) -> None:
-        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StateError(
+                f"cannot open the lock file {path}: {exc.strerror or exc}: run as the "
+                "gate-agent user (or root), or set [state] dir to a writable folder"
+            ) from exc
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._fd)
             self._fd = None
-            raise StateError(
+            raise StateInUseError(
                 f"{what} in {path.parent} is in use by another process "
                 "(is the gate-agent daemon running?): stop it first "
                 "(systemctl stop gate-agent), or send the change through the centre"

@@ -3,6 +3,10 @@
 Keys live in a dict (the scan path reads it) mirrored in a TinyDB file
 (``replay.json``) so a restart does not reopen the window. Keys are kept until their
 ``until`` time has passed, then pruned. Only the controller thread writes it.
+
+``read_only=True`` (``gate-agent verify`` while the daemon runs) reads the file once
+and never writes it: keys remembered or pruned then live in memory only, so two
+processes never race to replace the file (the loser's keys would vanish from disk).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import logging
 from pathlib import Path
 
 from agent.clock import Clock, SystemClock
-from agent.store.atomic_storage import open_tinydb
+from agent.store.atomic_storage import open_tinydb, open_tinydb_read_only
 from agent.store.files import ensure_dir
 
 log = logging.getLogger(__name__)
@@ -27,13 +31,23 @@ class ReplayCache:
     """
 
     def __init__(
-        self, state_dir: Path, *, clock: Clock | None = None, prune_every_s: float = 60.0
+        self,
+        state_dir: Path,
+        *,
+        clock: Clock | None = None,
+        prune_every_s: float = 60.0,
+        read_only: bool = False,
     ) -> None:
-        ensure_dir(Path(state_dir))
         self._clock = clock or SystemClock()
         self._prune_every_s = prune_every_s
+        self.read_only = read_only
         self._problems: list[str] = []
-        self._db = open_tinydb(Path(state_dir) / REPLAY_FILE, self._clock.now(), self._problems)
+        path = Path(state_dir) / REPLAY_FILE
+        if read_only:  # a corrupt file raises CorruptStateError: nothing is moved aside
+            self._db = open_tinydb_read_only(path)
+        else:
+            ensure_dir(Path(state_dir))
+            self._db = open_tinydb(path, self._clock.now(), self._problems)
         if self._problems:
             log.error(
                 "replay cache lost: a presentation used before this restart may be "
@@ -58,6 +72,9 @@ class ReplayCache:
             self.prune(now)
         if key in self._until and self._until[key][0] >= until:
             return
+        if self.read_only:
+            self._until[key] = (until, 0)
+            return
         if key in self._until:
             self._table.update({"u": until}, doc_ids=[self._until[key][1]])
             self._until[key] = (until, self._until[key][1])
@@ -72,7 +89,8 @@ class ReplayCache:
         expired = [key for key, (until, _) in self._until.items() if until < at]
         if not expired:
             return 0
-        self._table.remove(doc_ids=[self._until[key][1] for key in expired])
+        if not self.read_only:
+            self._table.remove(doc_ids=[self._until[key][1] for key in expired])
         for key in expired:
             del self._until[key]
         return len(expired)
