@@ -195,6 +195,8 @@ def test_revocation_list_from_gatectl_revokes_at_the_gate(
          "not a credential"),
         ("gatectl", ["revocations", "full", "--key", "KEY", "--version", "1", "--cti", "xyz",
                      "--out", "OUT"], "hex credential id"),
+        ("gatectl", ["revocations", "full", "--key", "KEY", "--version", "1", "--sub", "C" * 65,
+                     "--out", "OUT"], "courier id of 1-64 characters"),
         ("gatectl", ["revocations", "delta", "--key", "KEY", "--base", "3", "--version", "2",
                      "--out", "OUT"], "must be below"),
         ("gate-agent", ["verify", "--config", "CONFIG"], "exactly one of"),

@@ -162,3 +162,26 @@ def test_read_only_store_sees_the_installed_list_and_cannot_apply(
     assert (reader.version, reader.entries) == (2, 1)
     with pytest.raises(StateError, match="read-only"):
         reader.apply(full_list(3, []))
+
+
+def test_a_delta_naming_a_courier_twice_keeps_the_stricter_entry_like_a_full_list(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    twice = (RevocationEntry("sub", "rider-3", None), RevocationEntry("sub", "rider-3", T0),
+             RevocationEntry("sub", "rider-4", T0), RevocationEntry("sub", "rider-4", T0 + 9))
+    with open_store(tmp_path, clock) as store:
+        store.apply(RevocationList("full", 1, None, T0, twice))
+        assert store.is_revoked(cti(1), "rider-3", T0 + 50) and store.is_revoked(
+            cti(1), "rider-4", T0 + 5)
+        store.apply(full_list(2))
+        lifted_then_added = (RevocationEntry("cti", cti(7)),)
+        store.apply(RevocationList("delta", 3, 2, T0, twice + lifted_then_added,
+                                   lifted_then_added))
+        for reopened in (False, True):
+            if reopened:
+                store.close()
+                store = open_store(tmp_path, clock)
+            assert store.is_revoked(cti(1), "rider-3", T0 + 50)  # "all", not "before T0"
+            assert store.is_revoked(cti(1), "rider-4", T0 + 5)  # before T0 + 9
+            assert store.is_revoked(cti(7), "x", T0)  # removed and added: revoked
+        store.close()

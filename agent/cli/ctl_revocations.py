@@ -20,7 +20,12 @@ from agent.cli.common import EXIT_OK, existing_file
 from agent.cli.ctl_broker import add_publish
 from agent.errors import UsageError
 from agent.protocol.keys import load_signing_key
-from agent.protocol.revocation import RevocationEntry, RevocationList, sign_revocation_list
+from agent.protocol.revocation import (
+    MAX_SUB,
+    RevocationEntry,
+    RevocationList,
+    sign_revocation_list,
+)
 from agent.store.files import atomic_write
 from agent.timefmt import parse_instant
 
@@ -97,7 +102,10 @@ def _delta(args: argparse.Namespace) -> int:
 def _write(lst: RevocationList, args: argparse.Namespace) -> int:
     if lst.version < 1:
         raise UsageError(f"--version must be 1 or more, got {lst.version}")
-    data = sign_revocation_list(lst, load_signing_key(args.key), args.key.stem)
+    try:
+        data = sign_revocation_list(lst, load_signing_key(args.key), args.key.stem)
+    except ValueError as exc:  # an entry the gates would refuse: say which, sign nothing
+        raise UsageError(f"cannot sign this list: {exc}") from None
     atomic_write(args.out, data)
     print(f"{args.out}: {lst.kind} list version {lst.version}, "
           f"{len(lst.add)} added, {len(lst.remove)} removed, {len(data)} bytes")
@@ -124,8 +132,12 @@ def cti_entry(text: str) -> RevocationEntry:
 
 def sub_entry(text: str) -> RevocationEntry:
     sub, _, when = text.strip().partition("@")
-    if not sub:
-        raise UsageError(f"subject entry {text!r} has no courier id: use ID or ID@ISO8601")
+    sub = sub.strip()
+    if not 1 <= len(sub) <= MAX_SUB:
+        raise UsageError(
+            f"subject entry {text!r} needs a courier id of 1-{MAX_SUB} characters: "
+            "use ID or ID@ISO8601"
+        )
     return RevocationEntry("sub", sub, int(parse_instant(when)) if when else None)
 
 

@@ -41,7 +41,7 @@ class RevocationList:
 DOC_TYPE = "gate.revocations.v1"
 # A full list of 1,000,000 entries of 8-16 byte ctis is 10-17 MB; leave room for subs.
 MAX_LIST_BYTES = 96 * 1024 * 1024
-_MAX_SUB = 64
+MAX_SUB = 64
 
 
 def sign_revocation_list(lst: RevocationList, key: SigningKey, kid: str) -> bytes:
@@ -84,8 +84,8 @@ def _entry_to_wire(entry: RevocationEntry) -> bytes | list[Any]:
         if not 1 <= len(raw) <= 32:
             raise ValueError(f"cti {entry.value!r} is not 1-32 bytes")
         return raw
-    if not 1 <= len(entry.value) <= _MAX_SUB:
-        raise ValueError(f"subject {entry.value!r} is not 1-{_MAX_SUB} characters")
+    if not 1 <= len(entry.value) <= MAX_SUB:
+        raise ValueError(f"subject {entry.value!r} is not 1-{MAX_SUB} characters")
     return [entry.value, entry.before]
 
 
@@ -127,8 +127,8 @@ def _entries_from_wire(items: list[Any]) -> tuple[RevocationEntry, ...]:
         if type(item) is not list or len(item) != 2:
             raise ValueError(f"entry {item!r:.60} is neither a cti nor [sub, before]")
         sub, before = item
-        if type(sub) is not str or not 1 <= len(sub) <= _MAX_SUB:
-            raise ValueError(f"entry subject {sub!r:.60} is not 1-{_MAX_SUB} characters")
+        if type(sub) is not str or not 1 <= len(sub) <= MAX_SUB:
+            raise ValueError(f"entry subject {sub!r:.60} is not 1-{MAX_SUB} characters")
         if before is not None and (type(before) is not int or before < 0):
             raise ValueError(f"entry {sub!r} has a 'before' that is not a Unix time")
         append(RevocationEntry("sub", sub, before))

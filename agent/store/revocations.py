@@ -236,9 +236,11 @@ class RevocationStore:
         for entry in lst.remove:
             if entry.kind == "sub":
                 sub_changes[entry.value] = _ABSENT
-        for entry in lst.add:
+        for entry in lst.add:  # two entries for one courier: the stricter, as in a full list
             if entry.kind == "sub":
-                sub_changes[entry.value] = entry.before
+                sub_changes[entry.value] = _stricter(
+                    sub_changes.get(entry.value, _ABSENT), entry.before
+                )
         for sub, before in sub_changes.items():
             if before is _ABSENT:
                 journal.sub_set.pop(sub, None)
@@ -506,7 +508,8 @@ def _encode_journal(
 
 
 def _stricter(current: object, new: int | None) -> int | None:
-    """Two entries for one courier: keep the one that revokes more."""
+    """Two entries for one courier: keep the one that revokes more (a removal earlier in
+    the same delta counts as absent)."""
     if current is _ABSENT:
         return new
     if current is None or new is None:
