@@ -9,6 +9,7 @@ is a context manager so an exception in the caller still locks the door.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,9 @@ from agent.config import DoorSection
 log = logging.getLogger(__name__)
 
 OnChange = Callable[[str], None]  # "unlocked" | "locked"
+
+# After a failed attempt to lock at the end of a pulse, try again this soon.
+LOCK_RETRY_S = 0.2
 
 
 class RelayDoor:
@@ -50,8 +54,8 @@ class RelayDoor:
 
     def pulse(self, seconds: float) -> None:
         """Release for ``seconds`` from now; during a pulse this restarts the close."""
-        if seconds <= 0:
-            raise ValueError(f"pulse length must be greater than 0 seconds, got {seconds}")
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise ValueError(f"pulse length must be a finite number of seconds > 0, got {seconds}")
         with self._cond:
             if self._closed:
                 log.warning("pulse ignored: the door relay is closed")
@@ -84,21 +88,29 @@ class RelayDoor:
         self._notify(changed, "locked")
 
     def close(self) -> None:
-        """Lock, stop the timer and release the pin; safe to call twice."""
-        with self._cond:
-            if self._closed:
-                return
-            self._held = False
-            self._deadline = None
-            changed = self._drive(False)
-            self._closed = True
-            self._cond.notify_all()
-        self._notify(changed, "locked")
-        if threading.current_thread() is not self._timer:
-            self._timer.join(2.0)
-            if self._timer.is_alive():
-                log.warning("door relay timer thread did not stop within 2 s")
-        self._relay.close()
+        """Lock, stop the timer and release the pin; safe to call twice.
+
+        A failure to drive the relay still stops the timer and releases the pin
+        (gpiozero makes it an input; docs/wiring.md: the relay board then rests
+        locked) before the error is raised.
+        """
+        try:
+            with self._cond:
+                if self._closed:
+                    return
+                self._held = False
+                self._deadline = None
+                self._closed = True
+                self._cond.notify_all()
+                changed = self._drive(False)
+            self._notify(changed, "locked")
+        finally:
+            if threading.current_thread() is not self._timer:
+                self._timer.join(2.0)
+                if self._timer.is_alive():
+                    log.warning("door relay timer thread did not stop within 2 s")
+            if not self._relay.closed:
+                self._relay.close()
 
     def __enter__(self) -> RelayDoor:
         return self
@@ -142,7 +154,14 @@ class RelayDoor:
                     self._cond.wait(remaining)
                     continue
                 self._deadline = None
-                changed = False if self._held else self._drive(False)
+                try:
+                    changed = False if self._held else self._drive(False)
+                except Exception:
+                    # The timer must outlive a pin error: a dead timer leaves every later
+                    # pulse released for good. Retry the lock shortly.
+                    log.exception("door relay: locking after the pulse failed; retrying")
+                    self._deadline = time.monotonic() + LOCK_RETRY_S
+                    continue
             self._notify(changed, "locked")
 
 

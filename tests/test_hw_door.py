@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from gpiozero.pins.mock import MockPin
 
 from agent.config import DoorSection
 from hw.door import RelayDoor, force_locked
@@ -72,8 +73,8 @@ def test_pulse_releases_then_locks_by_itself(factory: Any) -> None:
         assert not door.unlocked
     levels = _levels(pin)
     assert levels[-2:] == [True, False]
-    # the released stretch lasted the pulse, measured by the mock pin's own timestamps
-    assert pin.states[-1].timestamp == pytest.approx(0.2, abs=0.15)
+    # the released stretch lasted at least the pulse (mock pin's own timestamps)
+    assert pin.states[-1].timestamp >= 0.19
 
 
 def test_new_pulse_during_a_pulse_extends_without_stacking_threads(factory: Any) -> None:
@@ -137,9 +138,39 @@ def test_hold_unlocked_survives_pulse_end_until_lock(factory: Any) -> None:
         assert changes.states == ["unlocked", "locked"]
 
 
-def test_pulse_rejects_non_positive_length(factory: Any) -> None:
+@pytest.mark.parametrize("seconds", [0, -1, float("inf"), float("nan")])
+def test_pulse_rejects_lengths_that_are_not_a_finite_positive_time(
+    factory: Any, seconds: float
+) -> None:
+    pin = factory.pin(17)
     with RelayDoor(DoorSection(relay_pin=17), factory) as door, pytest.raises(ValueError):
-        door.pulse(0)
+        door.pulse(seconds)
+    assert True not in _levels(pin)  # never released
+
+
+class StuckOncePin(MockPin):
+    """A pin whose first attempt to go low fails, as a flaky GPIO driver would."""
+
+    failures_left = 1
+
+    def _set_state(self, value: bool) -> None:
+        if not value and self.state and self.failures_left:
+            self.failures_left -= 1
+            raise OSError("GPIO write failed")
+        super()._set_state(value)
+
+
+def test_pulse_end_is_retried_when_the_pin_refuses_to_lock(factory: Any) -> None:
+    changes = Changes()
+    pin = factory.pin(17, pin_class=StuckOncePin)
+    with RelayDoor(DoorSection(relay_pin=17), factory, on_change=changes) as door:
+        door.pulse(0.05)
+        assert changes.wait_for(2), "the relay timer died on the pin error"
+        assert changes.states == ["unlocked", "locked"]
+        assert pin.failures_left == 0
+        door.pulse(0.05)  # the timer still ends later pulses
+        assert changes.wait_for(4)
+    assert _levels(pin)[-1] is False
 
 
 def test_force_locked_drives_a_pin_left_released(factory: Any) -> None:
@@ -155,3 +186,16 @@ def test_force_locked_active_low(factory: Any) -> None:
     pin = factory.pin(17)
     assert force_locked(DoorSection(relay_pin=17, relay_active_high=False), factory) == 1
     assert True in _levels(pin)
+
+
+def test_close_with_a_failing_pin_still_stops_the_timer_and_releases_the_pin(
+    factory: Any,
+) -> None:
+    pin = factory.pin(17, pin_class=StuckOncePin)
+    door = RelayDoor(DoorSection(relay_pin=17), factory)
+    door.hold_unlocked()
+    with pytest.raises(OSError, match="GPIO write failed"):
+        door.close()
+    assert pin.function == "input"  # released: the relay board rests locked (wiring.md)
+    assert not any(t.name == "door-relay" and t.is_alive() for t in threading.enumerate())
+    door.close()  # idempotent
