@@ -134,14 +134,15 @@ class FramePipeline:
     def process(self, frame: np.ndarray, now: float) -> list[str]:
         """Return the texts in this frame not already reported within the dedupe window."""
         self.stats.frames += 1
-        if self._gate is not None and not self._gate.should_decode(frame, now):
-            self.stats.skipped += 1
-            return []
         try:
+            if self._gate is not None and not self._gate.should_decode(frame, now):
+                self.stats.skipped += 1
+                return []
             result = self._decoder.decode(self.gray(frame))
-        except Exception:  # a decoder bug must not kill the scanner thread
+        except Exception:  # an odd frame or a decoder bug must not kill the scanner thread
             self.stats.errors += 1
-            log.exception("decoder %s failed on a frame; frame skipped", self._decoder.name)
+            log.exception("decoding a frame failed (decoder %s); frame skipped",
+                          self._decoder.name)
             return []
         self.stats.decoded += 1
         self.stats.last_decode_ms = result.ms
@@ -241,6 +242,7 @@ class FrameLoop:
         self.state = "stopped"
         self.reopens = 0
         self.last_error: str | None = None
+        self._delivered = False  # the reader delivered a frame since it was last opened
 
     def start(self, on_scan: OnScan) -> None:
         if self._threads:
@@ -286,13 +288,13 @@ class FrameLoop:
         delay = self._backoff[0]
         try:
             while not self._stop.is_set():
+                self._delivered = False
                 try:
                     self._reader.open()
                     self.state = "running"
                     self.last_error = None
-                    delay = self._backoff[0]
                     self._pump()
-                    return  # end of a finite reader
+                    return  # end of a finite reader, or stopping
                 except EndOfFrames:
                     return
                 except Exception as exc:  # camera gone, unreadable file: never crash the agent
@@ -301,6 +303,8 @@ class FrameLoop:
                     if not self._reopen:
                         log.error("%s stopped: %s", self._name, self.last_error)
                         return
+                    if self._delivered:  # it worked for a while: a fresh failure
+                        delay = self._backoff[0]
                     self.state = "reopening"
                     self.reopens += 1
                     log.warning(
@@ -308,6 +312,8 @@ class FrameLoop:
                     )
                     if self._stop.wait(delay):
                         return
+                    # A device that opens but never delivers a frame backs off like one
+                    # that does not open at all (no tight reopen loop filling the journal).
                     delay = min(delay * 2, self._backoff[1])
         finally:
             self._safe_close()
@@ -320,6 +326,7 @@ class FrameLoop:
             frame = self._reader.read()
             if frame is None:
                 raise EndOfFrames
+            self._delivered = True
             self._slot.put(frame, time.monotonic())
             if interval:
                 next_at += interval

@@ -213,3 +213,69 @@ def test_deduper_window_slides_while_the_code_stays_in_view() -> None:
     assert not d.accept("A", 4.5)  # seen 2.5 s ago: still the same presentation
     assert d.accept("B", 4.6)
     assert d.accept("A", 8.0)  # gone for 3.5 s: a new scan
+
+
+class UnpluggableCamera:
+    """A FrameReader that behaves like a USB camera pulled out and plugged back in.
+
+    ``script`` lists what each ``open()`` does: an int n = open fine and deliver n frames
+    (then the read fails as on unplug); "fail" = open fails; "code" = deliver frames
+    showing CODE_A until closed.
+    """
+
+    def __init__(self, script: list[object]) -> None:
+        self._script = list(script)
+        self._mode: object = None
+        self._left = 0
+        self.opens = 0
+
+    def open(self) -> None:
+        self.opens += 1
+        self._mode = self._script.pop(0) if self._script else "code"
+        if self._mode == "fail":
+            raise OSError("no such device")
+        self._left = self._mode if isinstance(self._mode, int) else 0
+
+    def read(self) -> np.ndarray | None:
+        threading.Event().wait(0.005)  # a camera delivers at its own pace
+        if self._mode == "code":
+            return render.place(SCENE, CODE_A)
+        if self._left <= 0:
+            raise OSError("camera stopped delivering frames (unplugged?)")
+        self._left -= 1
+        return np.zeros((0, 0), np.uint8) if self._left == 0 else SCENE  # odd last frame
+
+    def close(self) -> None:
+        self._mode = None
+
+
+def test_camera_unplugged_mid_stream_is_reopened_and_scans_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from hw.frames import FrameLoop, FramePipeline
+
+    reader = UnpluggableCamera([5, "fail", "fail", 0, 0, 0, "code"])
+    pipeline = FramePipeline(make_decoder("auto"), 3.0, ChangeGate())
+    loop = FrameLoop(reader, pipeline, "camera", "camera", reopen=True, backoff_s=(0.05, 0.4))
+    got: list[Scan] = []
+    seen = threading.Event()
+
+    def on_scan(scan: Scan) -> None:
+        got.append(scan)
+        seen.set()
+
+    with caplog.at_level("WARNING", logger="hw.frames"):
+        loop.start(on_scan)
+        try:
+            assert seen.wait(20), f"no scan after reopening: {loop.status()}"
+        finally:
+            loop.stop()
+    assert [s.text for s in got] == ["QM1:COURIER-A"]
+    status = loop.status()
+    assert status["reopens"] == 6 and reader.opens == 7
+    # The empty frame before the unplug was skipped as an error, not fatal to decoding.
+    assert int(status["decode_errors"]) >= 1  # type: ignore[call-overload]
+    # Opens that deliver nothing back off like failed opens: the delay grows to the cap.
+    delays = [float(r.getMessage().rsplit(" in ", 1)[1].split()[0])
+              for r in caplog.records if "reopening in" in r.getMessage()]
+    assert delays[-1] > delays[1]
