@@ -57,11 +57,20 @@ class RevocationPort(Protocol):
 
     def apply(self, lst: RevocationList) -> None: ...
 
+    @property
+    def compaction_due(self) -> bool: ...
+
+    def compact(self) -> None: ...
+
+    def problems(self) -> list[str]: ...
+
 
 class ReplayPort(Protocol):
     def seen(self, key: str) -> bool: ...
 
     def remember(self, key: str, until: float) -> None: ...
+
+    def problems(self) -> list[str]: ...
 
 
 class ClockTrust(Protocol):
@@ -484,6 +493,19 @@ class Controller:
             self._alarms["revocations_stale"] = format_instant(now)
         elif not stale:
             self._alarms.pop("revocations_stale", None)
+        self._maintain_stores()
+
+    def _maintain_stores(self) -> None:
+        """Upkeep that must run on the thread owning the stores: compaction, recovery alarms."""
+        revocations = self.parts.revocations
+        if revocations.compaction_due and self._queue.empty():
+            try:
+                revocations.compact()
+            except Exception:
+                log.exception("compacting the revocation list failed; will retry when idle")
+        problems = [*revocations.problems(), *self.parts.replays.problems()]
+        if problems:
+            self._alarms["state_recovered"] = "; ".join(problems)
 
     def _track_relay(self, now: float) -> None:
         """Tell the door monitor when a pulse ended (the relay times out on its own)."""

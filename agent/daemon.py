@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from agent.centre import CentreHandlers
 from agent.clock import Clock, SystemClock
@@ -26,6 +26,9 @@ from agent.sdnotify import Notifier
 from agent.store import EntryLog, Meta, ReplayCache, RevocationStore
 from agent.timefmt import format_instant
 from agent.timekeeper import Timekeeper
+
+if TYPE_CHECKING:  # imported lazily at run time: an offline gate never loads paho
+    from agent.sync.service import SyncService
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +86,7 @@ class Daemon:
         self._observe_lock = threading.Lock()
         self._closers: list[tuple[str, Callable[[], None]]] = []
         self.controller: Controller | None = None
-        self.sync: Any = None
+        self.sync: SyncService | None = None
         self.source: Any = None
         self.entry_log: EntryLog | None = None
         self.timekeeper: Timekeeper | None = None
@@ -155,9 +158,8 @@ class Daemon:
         if mqtt is not None:
             from agent.sync.service import SyncService
 
-            # Any: sync's Outbox protocol says ack() -> None, EntryLog.ack returns a count.
-            outbox: Any = self.entry_log
-            self.sync = SyncService(mqtt, cfg.gate.site, cfg.gate.id, outbox,
+            assert self.entry_log is not None
+            self.sync = SyncService(mqtt, cfg.gate.site, cfg.gate.id, self.entry_log,
                                     self.controller.on_inbound, self.controller.status)
             parts.sync = self.sync
         CentreHandlers(self.controller, self.sync, self.timekeeper).install()
@@ -250,11 +252,9 @@ class Daemon:
                 except Exception:
                     log.exception("restarting the scanner failed; retrying later")
         sync = self.sync
-        thread = getattr(sync, "_thread", None) if sync is not None else None
-        if sync is not None and thread is not None and not thread.is_alive():
+        if sync is not None and not sync.alive:
             log.error("sync worker died: restarting it")
             try:
-                sync._thread = None
                 sync.start()
             except Exception:
                 log.exception("restarting the sync worker failed; retrying later")

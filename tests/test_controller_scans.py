@@ -143,3 +143,17 @@ def test_the_loop_survives_a_bad_event_and_drains_on_stop(tmp_path: Path) -> Non
         assert rig.controller.errors == 1
         assert [r["reason"] for r in rig.rows()] == ["ok"] * 5
         assert len(rig.controller.latencies) == 5
+
+
+def test_a_replay_cache_lost_to_corruption_is_an_alarm_and_the_gate_runs_on(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "replay.json").write_text('{"_default": {"1": {"key": "ab"')  # torn mid-write
+    with controller_rig(tmp_path) as rig:
+        now = rig.clock.now()
+        rig.controller.process(Scan(rig.kit.valid_code("C-1", now), "sim", now, 0.0))
+        assert [r["reason"] for r in rig.rows()] == ["ok"]
+        alarms = rig.controller.status()["alarms"]
+        assert "replay.json" in alarms["state_recovered"]
