@@ -316,9 +316,11 @@ class Daemon:
         if self.controller is None:
             return "starting"
         snap = self.controller.status()
+        version = snap["revocations"]["version"]
+        revocations = "none installed" if version is None else f"v{version}"
         return (
             f"door {snap['door']}, mode {snap['mode']}, backlog {snap.get('backlog', '?')}, "
-            f"broker {snap.get('broker', 'offline')}, revocations v{snap['revocations']['version']}"
+            f"broker {snap.get('broker', 'offline')}, revocations {revocations}"
         )
 
     def _door_changed(self, state: str) -> None:

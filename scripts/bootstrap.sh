@@ -56,8 +56,14 @@ fi
 stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   say "installing Python packages into $VENV (first run takes a minute)"
-  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q -e '.[dev]'
+  pip_log="$VENV/pip-install.log"
+  if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
+         "$VENV/bin/python" -m pip install -e '.[dev]'; } >"$pip_log" 2>&1; then
+    tail -n 25 "$pip_log" >&2
+    say "pip could not install the packages (full log: $pip_log): check the network"
+    say "access to the package index, then re-run"
+    exit 2
+  fi
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi
