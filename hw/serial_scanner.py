@@ -33,6 +33,11 @@ class LineSplitter:
         self._discarding = False
         self.discarded = 0
 
+    def reset(self) -> None:
+        """Forget a partial line (the port was reopened: its end will never come)."""
+        self._buf.clear()
+        self._discarding = False
+
     def feed(self, data: bytes) -> list[bytes]:
         lines: list[bytes] = []
         for byte in data:
@@ -131,11 +136,12 @@ class SerialSource:
         while not self._stop.is_set():
             try:
                 self._port = self._open()
+                self._splitter.reset()
                 self.state = "running"
                 self.last_error = None
                 delay = self._backoff[0]
                 self._read_loop()
-            except (OSError, self._pyserial.SerialException) as exc:
+            except Exception as exc:  # unplugged, bad settings, driver bug: never die
                 self.last_error = f"{self._serial.port}: {exc}"
                 self.state = "reopening"
                 self.reopens += 1

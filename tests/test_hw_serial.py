@@ -187,3 +187,39 @@ def test_line_splitter_resumes_after_an_overlong_line() -> None:
     assert s.feed(b"123456") == []
     assert s.feed(b"789\nOK\n") == [b"OK"]
     assert s.discarded == 1
+
+
+def test_half_line_before_an_unplug_is_not_glued_to_the_next_code(device: Pty) -> None:
+    got = Got()
+    source = _source(device)
+    source.start(got)
+    try:
+        assert _wait_state(source, "running")
+        device.send(b"QM1:HAL")  # the cable came out mid-code
+        threading.Event().wait(0.3)  # let the reader take the partial line
+        device.unplug()
+        assert _wait_state(source, "reopening")
+        device.plug()
+        assert _wait_state(source, "running")
+        device.send(b"QM1:AFTER\n")
+        assert got.wait_for(1)
+    finally:
+        source.stop()
+    assert [t for t, _ in got.items] == ["QM1:AFTER"]
+
+
+def test_unusable_port_settings_keep_the_thread_retrying(device: Pty) -> None:
+    source = SerialSource(
+        SerialSection(port=str(device.link), baud=-5),
+        ScannerSection(kind="serial"),
+        max_line=64,
+        backoff_s=(0.02, 0.05),
+    )
+    source.start(lambda t, m: None)
+    try:
+        assert _wait_state(source, "reopening")
+        assert "baud" in str(source.status()["last_error"]).lower()
+        assert int(source.status()["reopens"]) >= 1  # type: ignore[call-overload]
+    finally:
+        source.stop()
+    assert source.status()["state"] == "stopped"
