@@ -9,6 +9,7 @@ Relative paths are taken relative to the config file's folder.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -27,11 +28,12 @@ Check = Callable[[Any], str | None]
 
 
 def _positive(value: float) -> str | None:
-    return None if value > 0 else f"must be greater than 0, got {value}"
+    # TOML allows inf: an unlock_s of inf would leave the relay released for good.
+    return None if 0 < value < math.inf else f"must be a finite number above 0, got {value}"
 
 
 def _non_negative(value: float) -> str | None:
-    return None if value >= 0 else f"must be 0 or more, got {value}"
+    return None if 0 <= value < math.inf else f"must be a finite number 0 or more, got {value}"
 
 
 def _bcm_pin(value: int | None) -> str | None:

@@ -54,7 +54,7 @@ def test_every_problem_is_listed_with_its_dotted_key(tmp_path: Path) -> None:
     assert "trust.keys_dir: /x/does/not/exist does not exist" in problems
     assert "door.relay_pin: expected a whole number" in problems
     assert "door.unlock_sec: unknown key" in problems
-    assert "policy.presentation_window_s: must be greater than 0" in problems
+    assert "policy.presentation_window_s: must be a finite number above 0" in problems
 
 
 def test_unknown_section_and_pin_conflict_are_errors(tmp_path: Path) -> None:
@@ -93,3 +93,18 @@ def test_config_path_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GATE_AGENT_CONFIG")
     assert resolve_config_path(None) == Path("/etc/gate-agent/config.toml")
     assert os.environ.get("GATE_AGENT_CONFIG") is None
+
+
+def test_an_infinite_unlock_time_is_refused(tmp_path: Path) -> None:
+    # TOML has inf and nan: neither may keep the relay released or disable a bound.
+    _minimal(tmp_path)
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(
+        '[gate]\nsite = "s"\nid = "g"\n[trust]\nkeys_dir = "issuers"\nops_keys_dir = "ops"\n'
+        "[door]\nunlock_s = inf\nbounce_s = nan\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(config_file)
+    problems = "\n".join(err.value.problems)
+    assert "door.unlock_s: must be a finite number above 0, got inf" in problems
+    assert "door.bounce_s: must be a finite number 0 or more, got nan" in problems
