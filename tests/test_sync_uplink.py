@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.config import MqttSection
 from agent.events import Inbound
 from agent.sync.broker import broker_settings
 from agent.sync.service import SyncService
@@ -68,8 +69,10 @@ def test_ten_thousand_events_survive_ten_broker_kills(broker: Broker, tmp_path: 
     outbox = make_outbox(tmp_path)
     centre = CentreStore()
     subs: list[Subscriber] = [AckingCentre(broker.url, EVENTS, centre)]
-    sync = _service(broker, outbox, queue.SimpleQueue(), inflight=100,
-                    acknowledger=CentreAcknowledger(time.monotonic, timeout_s=5.0))
+    mqtt = MqttSection(url=broker.url, keepalive_s=5, inflight=100, reconnect_max_s=0.5,
+                       ack="centre", ack_timeout_s=5.0)
+    sync = SyncService(mqtt, SITE, GATE, outbox, queue.SimpleQueue().put, lambda: {})
+    assert isinstance(sync.drain.acknowledger, CentreAcknowledger)  # the mode under test
     appended: list[str] = []
     done = threading.Event()
 
@@ -141,3 +144,43 @@ def test_drain_restart_resends_from_oldest_unacked(tmp_path: Path) -> None:
     drain.restart()  # connection lost: 1, 3, 4 unconfirmed, resent first
     drain.fill(publish)
     assert [seq for _, seq in sent[4:]] == [1, 3, 4, 5]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_centre_ack_mode_resends_one_window_not_the_backlog_while_the_centre_is_down(
+    tmp_path: Path,
+) -> None:
+    outbox = make_outbox(tmp_path)
+    for i in range(50):
+        outbox.append(_event(i))
+    sent: list[int] = []
+
+    def publish(topic: str, payload: bytes) -> int:
+        sent.append(json.loads(payload)["seq"])
+        return len(sent)
+
+    clock = FakeClock()
+    drain = UplinkDrain(outbox, EVENTS, window=4, acknowledger=CentreAcknowledger(clock, 60))
+    drain.fill(publish)
+    drain.on_pubacks([1, 2, 3, 4])  # the broker has them; the centre is silent
+    assert drain.fill(publish) == 0  # PUBACKed-but-unconfirmed events fill the window
+    assert backlog(outbox) == 50
+    clock.t = 61
+    assert drain.acknowledger.overdue(clock.t)
+    drain.restart()  # what the service does when the centre is overdue
+    drain.fill(publish)
+    assert sent == [1, 2, 3, 4, 1, 2, 3, 4]
+    drain.on_pubacks([5, 6])
+    assert drain.on_centre_ack(b'{"upto": 2}') == 2  # the centre is back
+    assert backlog(outbox) == 48
+    drain.fill(publish)
+    assert sent[8:] == [5, 6]  # room for two more
+    assert drain.on_centre_ack(b'{"upto": "x"}') == 0  # malformed: ignored, nothing deleted
+    assert backlog(outbox) == 48

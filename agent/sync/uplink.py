@@ -68,6 +68,11 @@ class Acknowledger(Protocol):
         """A new connection: everything pending is sent again anyway."""
         ...
 
+    @property
+    def awaiting(self) -> int:
+        """PUBACKed events still waiting for this acknowledger; they count in the window."""
+        ...
+
 
 class PubackAcknowledger:
     """The broker's PUBACK is the acknowledgement (works with any centre)."""
@@ -84,6 +89,10 @@ class PubackAcknowledger:
     def reset(self) -> None:
         pass
 
+    @property
+    def awaiting(self) -> int:
+        return 0
+
 
 class CentreAcknowledger:
     """End to end: a row leaves the outbox when the centre says it stored it.
@@ -91,7 +100,9 @@ class CentreAcknowledger:
     The centre publishes ``{"upto": N}`` (every seq <= N stored, the usual form since
     seqs have no holes) and/or ``{"seqs": [...]}`` on ``.../events/ack``. Events that
     the broker PUBACKed but the centre did not confirm within ``timeout_s`` are sent
-    again (same id).
+    again (same id). Events waiting here count in the drain's window, so while the
+    centre is down a gate re-sends at most one window per ``timeout_s``, not its whole
+    backlog.
     """
 
     def __init__(self, clock: Callable[[], float], timeout_s: float = 60.0) -> None:
@@ -119,6 +130,10 @@ class CentreAcknowledger:
     def reset(self) -> None:
         self._awaiting.clear()
 
+    @property
+    def awaiting(self) -> int:
+        return len(self._awaiting)
+
 
 Publish = Callable[[str, bytes], int]
 
@@ -132,7 +147,8 @@ def encode_event(entry: PendingEntry) -> bytes:
 
 
 class UplinkDrain:
-    """Bounded in-flight window over an outbox; the bookkeeping for one gate's events."""
+    """Bounded window of unconfirmed events over an outbox (in flight to the broker, plus,
+    with the centre acknowledgement, PUBACKed ones the centre has not confirmed yet)."""
 
     def __init__(
         self,
@@ -168,7 +184,7 @@ class UplinkDrain:
         ``publish(topic, payload) -> mid`` may raise (connection gone): rows sent before
         stay in flight and the caller restarts the drain on the next connection.
         """
-        room = self.window - len(self._inflight)
+        room = self.window - len(self._inflight) - self.acknowledger.awaiting
         if room <= 0:
             return 0
         rows = self.outbox.pending(after_seq=self._cursor, limit=room)
