@@ -98,3 +98,10 @@ def test_fast_base45_refuses_what_the_reference_refuses(text: str) -> None:
     except ValueError:
         expected = None
     assert qrtext.b45decode(text) == expected
+
+
+def test_issuing_refuses_a_validity_no_gate_could_read() -> None:
+    key = nacl.signing.SigningKey.generate()
+    with pytest.raises(UsageError, match="shorter --ttl"):
+        issue_credential(key, kid="iss1", sub="C1", scope=["s"], not_before=1_800_000_000,
+                         ttl_s=2.0**41, now=1_800_000_000)

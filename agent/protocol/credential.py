@@ -32,6 +32,7 @@ MAX_SCOPES = 16
 _SCOPE_PART = r"[^/+#*\s]{1,64}"
 _SCOPE = re.compile(rf"^{_SCOPE_PART}(/{_SCOPE_PART})?$")
 _MAX_TEXT = 64
+MAX_TIME = 2**40  # Unix seconds bound of every time claim (year ~36812)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,9 @@ def issue_credential(
         raise UsageError(f"at most {MAX_SCOPES} scopes per credential, got {len(scope)}")
     if ttl_s < 1:
         raise UsageError(f"ttl must be at least one second, got {ttl_s}")
+    if not (not_before >= 0 and not_before + ttl_s < MAX_TIME):
+        raise UsageError("validity ends too far in the future (or starts before 1970): "
+                         "use a shorter --ttl")
     if holder_pub is not None and not is_acceptable_public_key(holder_pub):
         raise UsageError("holder public key is of small order or non-canonical: make a new one")
     nbf = int(not_before)
@@ -154,7 +158,7 @@ def _text(value: Any, name: str) -> str:
 
 
 def _time(value: Any, name: str) -> int:
-    if type(value) is not int or not 0 <= value < 2**40:
+    if type(value) is not int or not 0 <= value < MAX_TIME:
         raise ProtocolError(Reason.MALFORMED, f"credential {name} is not a Unix time")
     return value
 
