@@ -74,6 +74,9 @@ class Broker:
             "max_inflight_messages 0\n"
             f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
+            # Started as root, mosquitto drops to its own user and can then read nothing
+            # under tmp_path (password files, certificates) nor write its log.
+            f"{'user root' if os.geteuid() == 0 else ''}\n"
             f"{extra_config}\n",
             encoding="utf-8",
         )
@@ -90,15 +93,16 @@ class Broker:
     def start(self, timeout: float = 10.0) -> None:
         if self.running:
             return
-        self.proc = subprocess.Popen(
-            [self.exe, "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with (self.workdir / "stderr.log").open("ab") as stderr:
+            self.proc = subprocess.Popen(
+                [self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=stderr
+            )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited at start: see {self.log}")
+                raise RuntimeError(
+                    f"mosquitto exited at start: see {self.log} and {self.workdir}/stderr.log"
+                )
             try:
                 wait_for_port(self.port, timeout=0.2)
                 return

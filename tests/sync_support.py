@@ -32,12 +32,15 @@ def backlog(outbox: Any) -> int:
 class Subscriber:
     """A plain paho client that records every message it gets (topic, payload, retain)."""
 
-    def __init__(self, url: str, filters: list[str], client_id: str = "") -> None:
+    def __init__(self, url: str, filters: list[str], client_id: str = "",
+                 username: str | None = None, password: str | None = None) -> None:
         host, port = url.removeprefix("mqtt://").split(":")
         self.messages: list[tuple[str, bytes, bool]] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        if username:
+            self.client.username_pw_set(username, password)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_connect = lambda c, *a: c.subscribe([(f, 1) for f in filters])
