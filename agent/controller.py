@@ -27,7 +27,7 @@ from agent.door_monitor import DoorAlarm, DoorMonitor
 from agent.errors import RevocationListError
 from agent.events import Acked, DoorInput, Inbound, Scan, Stop
 from agent.modes import MetaLike, Mode, ModeKeeper
-from agent.policy import Decision, GateContext, decide
+from agent.policy import Decision, GateContext, decide, revocations_stale
 from agent.ports import Door, Indicators
 from agent.protocol.keys import KeyRing
 from agent.protocol.revocation import RevocationList, parse_revocation_list
@@ -526,10 +526,9 @@ class Controller:
                     dict(summary.reasons))
 
     def _stale(self, now: float) -> bool:
-        issued = self.parts.revocations.issued_at
-        if issued is None:
-            return True
-        return now - issued > self._cfg.policy.revocations_max_age_h * 3600
+        return revocations_stale(
+            self.parts.revocations.issued_at, now, self._cfg.policy.revocations_max_age_h
+        )
 
     # ---- helpers ---------------------------------------------------------------------------------
 

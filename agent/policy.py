@@ -96,6 +96,15 @@ def decide(
         return Decision(False, Reason.INTERNAL_ERROR, None, None, f"{type(exc).__name__}: {exc}")
 
 
+def revocations_stale(issued_at: int | None, now: float, max_age_h: float) -> bool:
+    """No list installed, or the installed one is older than ``[policy] revocations_max_age_h``.
+
+    One rule for the daemon and ``gate-agent verify``; what follows from it (alarm only, or
+    deny) is ``[policy] on_stale_revocations``.
+    """
+    return issued_at is None or now - issued_at > max_age_h * 3600.0
+
+
 def _refused(exc: ProtocolError) -> Decision:
     """Before the signature checked out nothing in the code is trusted: no sub, no cti."""
     try:

@@ -30,7 +30,7 @@ from agent.cli.common import (
 from agent.clock import Clock, FixedClock, SystemClock
 from agent.config import Config
 from agent.errors import ConfigError, KeyFileError, StateError, StateInUseError, UsageError
-from agent.policy import Decision, GateContext, decide
+from agent.policy import Decision, GateContext, decide, revocations_stale
 from agent.protocol.keys import KeyRing, load_keyring
 from agent.reasons import Reason
 from agent.store.files import WriterLock, ensure_dir
@@ -73,7 +73,7 @@ class _Verifier:
     def __init__(self, config: Config, clock: Clock) -> None:
         self.ctx = gate_context(config)
         self.clock = clock
-        self.max_list_age_s = config.policy.revocations_max_age_h * 3600.0
+        self.max_list_age_h = config.policy.revocations_max_age_h
         self.deny_on_stale = config.policy.on_stale_revocations == "deny"
         self._decoder: Decoder | None = None
         try:
@@ -93,17 +93,14 @@ class _Verifier:
     def decide(self, text: str) -> Decision:
         now = self.clock.now()
         decision = decide(text, self.ctx, self.keyring, self.revocations, self.replays, now)
-        if decision.granted and self.deny_on_stale and self._list_stale(now):
+        stale = revocations_stale(self.revocations.issued_at, now, self.max_list_age_h)
+        if decision.granted and self.deny_on_stale and stale:
             # The daemon's rule ([policy] on_stale_revocations = "deny"), applied the same way.
             return Decision(False, Reason.REVOCATIONS_STALE, decision.sub, decision.cti,
                             "the revocation list is older than [policy] revocations_max_age_h")
         if decision.granted and decision.replay_key and decision.replay_until is not None:
             self.replays.remember(decision.replay_key, decision.replay_until)
         return decision
-
-    def _list_stale(self, now: float) -> bool:
-        issued = self.revocations.issued_at
-        return issued is None or now - issued > self.max_list_age_s
 
     def decide_image(self, path: Path) -> Decision:
         texts = self._decode_image(path)
