@@ -90,3 +90,21 @@ def test_refused_connack_is_not_connected_and_publishes_no_birth(
     finally:
         centre.close()
         locked_broker.kill()
+
+
+def test_gatectl_refused_by_the_broker_is_one_line_exit_1_and_no_thread_left(
+    locked_broker: Broker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.cli import gatectl
+
+    threads_before = {t.ident for t in threading.enumerate()}
+    try:
+        code = gatectl.main(["watch", "--broker", locked_broker.url, "--duration", "1s"])
+    finally:
+        locked_broker.kill()
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "refused the connection" in err
+    leftover = [t.name for t in threading.enumerate()
+                if t.ident not in threads_before and t.is_alive()]
+    assert leftover == []  # paho's network thread was stopped

@@ -123,11 +123,14 @@ class CtlSession:
 
     def __enter__(self) -> CtlSession:
         self.link.open()
-        signal = self._next_signal(CONNECT_TIMEOUT_S, "CONNACK")
-        if signal.kind != "connack" or not signal.ok:
+        try:
+            signal = self._next_signal(CONNECT_TIMEOUT_S, "CONNACK")
+            if signal.kind != "connack" or not signal.ok:
+                raise LinkError(f"broker {self.link.settings.url} refused the connection: "
+                                f"{signal.reason} (check credentials and ACL)")
+        except BaseException:  # no CONNACK in time, refused, Ctrl-C: stop paho's thread
             self.link.close()
-            raise LinkError(f"broker {self.link.settings.url} refused the connection: "
-                            f"{signal.reason} (check credentials and ACL)")
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
