@@ -40,6 +40,9 @@ class RelayDoor:
             pin_factory=factory,
         )
         self._on_change = on_change
+        # Held across "drive the pin, then report it" so reports arrive in the order the
+        # pin changed; always taken before _cond, never while waiting on it.
+        self._report = threading.RLock()
         self._cond = threading.Condition()
         self._deadline: float | None = None  # monotonic end of the current pulse
         self._held = False
@@ -56,36 +59,39 @@ class RelayDoor:
         """Release for ``seconds`` from now; during a pulse this restarts the close."""
         if not (math.isfinite(seconds) and seconds > 0):
             raise ValueError(f"pulse length must be a finite number of seconds > 0, got {seconds}")
-        with self._cond:
-            if self._closed:
-                log.warning("pulse ignored: the door relay is closed")
-                return
-            self._deadline = time.monotonic() + seconds
-            changed = self._drive(True)
-            self._cond.notify_all()
-        self._notify(changed, "unlocked")
+        with self._report:
+            with self._cond:
+                if self._closed:
+                    log.warning("pulse ignored: the door relay is closed")
+                    return
+                self._deadline = time.monotonic() + seconds
+                changed = self._drive(True)
+                self._cond.notify_all()
+            self._notify(changed, "unlocked")
 
     def hold_unlocked(self) -> None:
         """Release until :meth:`lock` (free mode, fire alarm)."""
-        with self._cond:
-            if self._closed:
-                return
-            self._held = True
-            self._deadline = None
-            changed = self._drive(True)
-            self._cond.notify_all()
-        self._notify(changed, "unlocked")
+        with self._report:
+            with self._cond:
+                if self._closed:
+                    return
+                self._held = True
+                self._deadline = None
+                changed = self._drive(True)
+                self._cond.notify_all()
+            self._notify(changed, "unlocked")
 
     def lock(self) -> None:
         """Lock now, cancelling any pulse or hold."""
-        with self._cond:
-            if self._closed:
-                return
-            self._held = False
-            self._deadline = None
-            changed = self._drive(False)
-            self._cond.notify_all()
-        self._notify(changed, "locked")
+        with self._report:
+            with self._cond:
+                if self._closed:
+                    return
+                self._held = False
+                self._deadline = None
+                changed = self._drive(False)
+                self._cond.notify_all()
+            self._notify(changed, "locked")
 
     def close(self) -> None:
         """Lock, stop the timer and release the pin; safe to call twice.
@@ -95,15 +101,16 @@ class RelayDoor:
         locked) before the error is raised.
         """
         try:
-            with self._cond:
-                if self._closed:
-                    return
-                self._held = False
-                self._deadline = None
-                self._closed = True
-                self._cond.notify_all()
-                changed = self._drive(False)
-            self._notify(changed, "locked")
+            with self._report:
+                with self._cond:
+                    if self._closed:
+                        return
+                    self._held = False
+                    self._deadline = None
+                    self._closed = True
+                    self._cond.notify_all()
+                    changed = self._drive(False)
+                self._notify(changed, "locked")
         finally:
             if threading.current_thread() is not self._timer:
                 self._timer.join(2.0)
@@ -153,6 +160,14 @@ class RelayDoor:
                 if remaining > 0:
                     self._cond.wait(remaining)
                     continue
+            self._end_pulse()
+
+    def _end_pulse(self) -> None:
+        """Lock at the deadline, unless a pulse re-armed it while we took the locks."""
+        with self._report:
+            with self._cond:
+                if self._closed or self._deadline is None or self._deadline > time.monotonic():
+                    return
                 self._deadline = None
                 try:
                     changed = False if self._held else self._drive(False)
@@ -161,7 +176,7 @@ class RelayDoor:
                     # pulse released for good. Retry the lock shortly.
                     log.exception("door relay: locking after the pulse failed; retrying")
                     self._deadline = time.monotonic() + LOCK_RETRY_S
-                    continue
+                    return
             self._notify(changed, "locked")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -199,3 +201,25 @@ def test_close_with_a_failing_pin_still_stops_the_timer_and_releases_the_pin(
     assert pin.function == "input"  # released: the relay board rests locked (wiring.md)
     assert not any(t.name == "door-relay" and t.is_alive() for t in threading.enumerate())
     door.close()  # idempotent
+
+
+def test_change_reports_follow_the_pin_when_pulses_race_the_close(factory: Any) -> None:
+    """The demo and `run --json` print these reports: they must never contradict the pin."""
+    reports: list[str] = []
+
+    def slow_observer(state: str) -> None:  # a reader behind a busy pipe
+        if state == "locked":
+            time.sleep(0.002)
+        reports.append(state)
+
+    door = RelayDoor(DoorSection(relay_pin=17), factory, on_change=slow_observer)
+    try:
+        for _ in range(300):
+            door.pulse(0.001)
+            time.sleep(0.0012)  # the next pulse lands as this one's close is reported
+        door.lock()
+        assert reports[-1] == "locked"
+        pairs = itertools.pairwise(reports)
+        assert all(a != b for a, b in pairs), "two reports of the same state in a row"
+    finally:
+        door.close()
