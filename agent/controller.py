@@ -4,9 +4,13 @@ Scanner threads, gpiozero callbacks and the MQTT thread only put typed events fr
 :mod:`agent.events` on its bounded queue. For a scan it decides (mode, rate limit,
 ``agent.policy.decide``, stale-list and clock rules), writes the event durably with
 ``EntryLog.append`` and only then pulses the relay and shows the indicators. Any
-exception while handling one event is logged, the door is locked, a scan becomes a
-recorded denial, and the loop goes on. Each loop turn is a heartbeat: the daemon's
-watchdog ping comes from here, so a hung controller is restarted by systemd.
+exception while handling one event is logged, the door is locked (unless free mode or
+the fire input holds it released on purpose), a scan not yet recorded becomes a recorded
+``internal_error`` denial (one already recorded gets an ``error`` row instead of a
+second scan row), and the loop goes on. Each tick also locks a relay still released
+after its pulse should have ended, in case the relay driver's own timer failed. Each
+loop turn is a heartbeat: the daemon's watchdog ping comes from here, so a hung
+controller is restarted by systemd.
 
 Only this thread writes the TinyDB verification cache (revocations, replay cache, meta).
 """
@@ -43,6 +47,9 @@ InboundHandler = Callable[[Inbound], None]
 
 LAST_DECISIONS = 8
 LATENCY_SAMPLES = 4096
+# A relay still released this long after its pulse should have ended is locked by the
+# controller (the relay driver's timer normally ends the pulse itself).
+RELAY_OVERRUN_S = 1.0
 
 
 class EntryLogPort(Protocol):
@@ -146,11 +153,14 @@ class Controller:
         self._alarms: dict[str, str] = {}
         self._hold = False
         self._relay_unlocked = False
+        self._pulse_ends_mono: float | None = None
         self._busy = False
+        # Set once the scan being handled has its row: a later failure must not add a
+        # second scan row for it (the centre counts scans by row).
+        self._scan_entry: Any = None
         self.dropped = 0
         self.append_failures = 0
         self.errors = 0
-        self.heartbeat_mono = self._clock.monotonic()
         # (Scan.mono, monotonic time Door.pulse() returned) per granted scan, for benchmarks.
         self.latencies: deque[tuple[float, float]] = deque(maxlen=LATENCY_SAMPLES)
         self._refresh_snapshot()
@@ -230,7 +240,6 @@ class Controller:
         return self._queue.empty() and not self._busy
 
     def _beat(self) -> None:
-        self.heartbeat_mono = self._clock.monotonic()
         if self.parts.heartbeat is not None:
             try:
                 self.parts.heartbeat()
@@ -238,14 +247,16 @@ class Controller:
                 log.exception("heartbeat callback failed")
 
     def _guarded(self, fn: Callable[[Any], None], event: Any) -> None:
+        self._scan_entry = None
         try:
             fn(event)
-        except Exception:
+        except Exception as exc:
             self.errors += 1
             log.exception("controller failed handling %s; door locked", type(event).__name__)
+            self._alarms["controller_error"] = f"{type(exc).__name__}: {exc}"[:200]
             self._safe_lock()
             if isinstance(event, Scan):
-                self._record_scan_failure(event)
+                self._record_scan_failure(event, exc)
         finally:
             try:
                 self._refresh_snapshot()
@@ -306,6 +317,7 @@ class Controller:
             cti=decision.cti, method=scan.method, door="unlocked" if pulse else "none",
         )
         entry = self._append(event) if record else None
+        self._scan_entry = entry
         if record and entry is None:
             granted, pulse, reason = False, False, Reason.INTERNAL_ERROR
         shown = {
@@ -335,19 +347,35 @@ class Controller:
             log.exception("decide() raised: denying")
             return _denial(Reason.INTERNAL_ERROR, "decide raised")
 
-    def _record_scan_failure(self, scan: Scan) -> None:
-        now = self._clock.now()
-        event = self._event(
-            "scan", now, granted=False, reason=Reason.INTERNAL_ERROR.value, sub=None, cti=None,
-            method=scan.method, door="none",
-        )
-        entry = self._append(event)
-        self._show(Reason.INTERNAL_ERROR)
-        self._observe({
-            "type": "decision", "granted": False, "reason": Reason.INTERNAL_ERROR.value,
-            "sub": None, "cti": None, "ts": event["ts"], "method": scan.method,
-            "seq": getattr(entry, "seq", None), "recorded": entry is not None,
-        })
+    def _record_scan_failure(self, scan: Scan, exc: Exception) -> None:
+        """The scan's own denial row, or, when its row was already written (a failure while
+        actuating), an ``error`` row pointing at it. Never raises: this runs in the handler
+        of last resort and the loop must go on."""
+        try:
+            now = self._clock.now()
+            recorded = self._scan_entry
+            if recorded is not None:
+                event = self._event(
+                    "error", now, granted=False, reason=Reason.INTERNAL_ERROR.value, sub=None,
+                    cti=None, method=scan.method, door="locked",
+                )
+                event["after_seq"] = getattr(recorded, "seq", None)
+                event["detail"] = f"{type(exc).__name__}: {exc}"[:200]
+                self._append(event)
+                return
+            event = self._event(
+                "scan", now, granted=False, reason=Reason.INTERNAL_ERROR.value, sub=None,
+                cti=None, method=scan.method, door="none",
+            )
+            entry = self._append(event)
+            self._show(Reason.INTERNAL_ERROR)
+            self._observe({
+                "type": "decision", "granted": False, "reason": Reason.INTERNAL_ERROR.value,
+                "sub": None, "cti": None, "ts": event["ts"], "method": scan.method,
+                "seq": getattr(entry, "seq", None), "recorded": entry is not None,
+            })
+        except Exception:
+            log.exception("recording the failed scan failed too")
 
     # ---- door inputs ----------------------------------------------------------------------
 
@@ -434,13 +462,18 @@ class Controller:
         return True
 
     def _pulse(self, now: float) -> None:
-        self.parts.door.pulse(self._cfg.door.unlock_s)
+        unlock_s = self._cfg.door.unlock_s
+        self._pulse_ends_mono = self._clock.monotonic() + unlock_s
+        self.parts.door.pulse(unlock_s)
         self._relay_unlocked = True
         self._monitor.door_changed(True, now)
 
+    def _hold_wanted(self) -> bool:
+        return self._modes.mode == "free" or self._monitor.fire
+
     def _apply_hold(self) -> None:
         """Free mode or an active fire alarm hold the door released; otherwise locked."""
-        want = self._modes.mode == "free" or self._monitor.fire
+        want = self._hold_wanted()
         if want and not self._hold:
             self.parts.door.hold_unlocked()
         elif not want and self._hold:
@@ -483,6 +516,7 @@ class Controller:
         for alarm in self._monitor.tick(now):
             self._raise_alarm(alarm)
         self._track_relay(now)
+        self._end_overrun_pulse(mono)
         summary = self._limiter.due_summary(mono)
         if summary is not None:
             self._record_suppressed(summary, now)
@@ -513,6 +547,19 @@ class Controller:
         if self._relay_unlocked and not unlocked:
             self._monitor.door_changed(False, now)
         self._relay_unlocked = unlocked
+
+    def _end_overrun_pulse(self, mono: float) -> None:
+        """Backstop for the relay driver: a pulse that outlived its length is ended here."""
+        if self._hold or not self.parts.door.unlocked:
+            return
+        ends = self._pulse_ends_mono
+        if ends is not None and mono < ends + RELAY_OVERRUN_S:
+            return
+        log.critical("relay still released %s after its pulse should have ended: locking it",
+                     "with no pulse" if ends is None else f"{mono - ends:.1f} s")
+        self._alarms["relay_overrun"] = format_instant(self._clock.now())
+        self.parts.door.lock()
+        self._pulse_ends_mono = None
 
     def _record_suppressed(self, summary: Suppressed, now: float) -> None:
         event = self._event(
@@ -569,9 +616,15 @@ class Controller:
             log.exception("observer failed")
 
     def _safe_lock(self) -> None:
+        """After an error: lock, unless a standing hold (free mode, fire) wants it released;
+        that hold is the centre's or the fire panel's decision, not the error's doing."""
         try:
-            self.parts.door.lock()
-            self._hold = False
+            if self._hold_wanted():
+                self.parts.door.hold_unlocked()
+                self._hold = True
+            else:
+                self.parts.door.lock()
+                self._hold = False
         except Exception:
             log.exception("locking the door failed")
 

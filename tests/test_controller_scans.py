@@ -157,3 +157,56 @@ def test_a_replay_cache_lost_to_corruption_is_an_alarm_and_the_gate_runs_on(
         assert [r["reason"] for r in rig.rows()] == ["ok"]
         alarms = rig.controller.status()["alarms"]
         assert "replay.json" in alarms["state_recovered"]
+
+
+def test_a_relay_fault_after_the_row_locks_and_adds_an_error_row_not_a_second_scan(
+    tmp_path: Path,
+) -> None:
+    with controller_rig(tmp_path) as rig:
+
+        def broken_pulse(seconds: float) -> None:
+            raise OSError("GPIO17: pin driver failed")
+
+        rig.door.pulse = broken_pulse  # type: ignore[method-assign]
+        _scan(rig, rig.kit.valid_code("C-1", rig.clock.now()))
+        rows = rig.rows()
+        assert [(r["kind"], r["reason"]) for r in rows] == [
+            ("scan", "ok"), ("error", "internal_error"),
+        ]
+        assert rows[1]["after_seq"] == rows[0]["seq"] and "pin driver" in rows[1]["detail"]
+        assert not rig.door.unlocked
+        status = rig.controller.status()
+        assert status["errors"] == 1 and "controller_error" in status["alarms"]
+
+
+def test_a_relay_left_released_by_its_driver_is_locked_by_the_controller(tmp_path: Path) -> None:
+    with controller_rig(tmp_path) as rig:
+        _scan(rig, rig.kit.valid_code("C-1", rig.clock.now()))
+        rig.door.hold_unlocked()  # the driver's timer "forgot" to end the pulse
+        rig.clock.advance(rig.controller.parts.config.door.unlock_s + 0.5)
+        rig.controller.process(DoorInput("contact_closed", rig.clock.now()))
+        assert rig.door.unlocked  # still within the pulse plus its grace
+        rig.clock.advance(1.0)
+        rig.controller.process(DoorInput("contact_closed", rig.clock.now()))
+        assert not rig.door.unlocked
+        assert "relay_overrun" in rig.controller.status()["alarms"]
+
+
+def test_an_error_locks_a_pulse_but_keeps_the_fire_hold(tmp_path: Path) -> None:
+    with controller_rig(tmp_path) as rig:
+
+        def broken_handler(_ev: Inbound) -> None:
+            raise RuntimeError("handler bug")
+
+        rig.controller.inbound_handlers["boom"] = broken_handler
+        _scan(rig, rig.kit.valid_code("C-1", rig.clock.now()))
+        assert rig.door.unlocked
+        rig.controller.process(Inbound("boom", b""))
+        assert not rig.door.unlocked  # the error ends the pulse
+        rig.controller.process(DoorInput("fire", rig.clock.now()))
+        assert rig.door.unlocked
+        rig.controller.process(Inbound("boom", b""))
+        assert rig.door.unlocked  # life safety: the fire hold is not the error's to undo
+        rig.controller.process(DoorInput("fire_clear", rig.clock.now()))
+        assert not rig.door.unlocked
+        assert rig.controller.errors == 2
