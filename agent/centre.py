@@ -2,9 +2,11 @@
 
 Commands (``gate/v1/{site}/{gate}/cmd``) are verified by ``parse_command`` (signature
 by an ops key, target, expiry, replay), remembered until they expire, executed through
-the controller (open, mode, resync, status), recorded in the entry log and answered on
-``cmd/result``. Signed time messages go to the timekeeper. Revocation lists are the
-controller's own handler. Registered into ``Controller.inbound_handlers``.
+the controller (open, mode, resync, status, resend), and answered on ``cmd/result``;
+open and mode are also recorded in the entry log. ``resync`` asks the centre for its
+full revocation list; ``resend`` sends a range of past events again (agent/resend.py).
+Signed time messages go to the timekeeper. Revocation lists are the controller's own
+handler. Registered into ``Controller.inbound_handlers``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 
 
 class CommandSync(Protocol):
+    def notify(self) -> None: ...
+
     def publish_result(self, cmd_id: str, ok: bool, reason: str, detail: str = "") -> None: ...
 
     def request_resync(self, reason: str, have_version: int | None = None) -> None: ...
@@ -31,16 +35,22 @@ class CommandSync(Protocol):
     def publish_status_now(self) -> None: ...
 
 
+class Requeue(Protocol):
+    def requeue(self, first: int, last: int) -> tuple[int, int]: ...
+
+
 class CentreHandlers:
     """Command and time handlers bound to one controller (controller thread only)."""
 
     def __init__(
-        self, controller: Controller, sync: CommandSync | None, timekeeper: Timekeeper | None
+        self, controller: Controller, sync: CommandSync | None, timekeeper: Timekeeper | None,
+        outbox: Requeue | None = None,
     ) -> None:
         self._controller = controller
         self._parts = controller.parts
         self._sync = sync
         self._timekeeper = timekeeper
+        self._outbox = outbox
 
     def install(self) -> None:
         self._controller.inbound_handlers["cmd"] = self.on_command
@@ -80,9 +90,28 @@ class CentreHandlers:
             if self._sync is not None:
                 self._sync.request_resync("command", self._parts.revocations.version)
             return True, "ok", "full revocation list requested"
+        if cmd.action == "resend":
+            return self._resend(cmd)
         if self._sync is not None:  # "status"
             self._sync.publish_status_now()
         return True, "ok", "status published"
+
+    def _resend(self, cmd: Command) -> tuple[bool, str, str]:
+        first, last = cmd.seq_from, cmd.seq_to
+        if self._outbox is None or first is None or last is None:
+            return False, "unsupported", "this gate keeps no outbox to send again from"
+        changed, kept = self._outbox.requeue(first, last)
+        if self._sync is not None:
+            self._sync.notify()
+        asked = last - first + 1
+        if not kept:
+            return False, "not_found", (f"no event with seq {first}-{last} is kept here "
+                                        "(pruned after state.retention_days, or not written yet)")
+        detail = f"{kept} event(s) of seq {first}-{last} will be sent again"
+        if kept < asked:
+            detail += f"; {asked - kept} not kept here (pruned or not written yet)"
+        log.info("resend %s-%s: %d kept, %d made pending again", first, last, kept, changed)
+        return True, "ok", detail
 
     def _result(self, cmd_id: str, ok: bool, reason: str, detail: str) -> None:
         if self._sync is None:

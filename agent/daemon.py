@@ -22,6 +22,7 @@ from agent.clock import Clock, SystemClock
 from agent.config import Config, MqttSection
 from agent.controller import Controller, Observer, Parts
 from agent.protocol.keys import KeyRing, load_keyring
+from agent.resend import ResendableOutbox
 from agent.sdnotify import Notifier
 from agent.store import EntryLog, Meta, ReplayCache, RevocationStore
 from agent.timefmt import format_instant
@@ -155,14 +156,14 @@ class Daemon:
         self.controller = Controller(parts)
 
         mqtt = cfg.mqtt if self.options.mqtt == "config" else self.options.mqtt
+        outbox = ResendableOutbox(self.entry_log)
         if mqtt is not None:
             from agent.sync.service import SyncService
 
-            assert self.entry_log is not None
-            self.sync = SyncService(mqtt, cfg.gate.site, cfg.gate.id, self.entry_log,
+            self.sync = SyncService(mqtt, cfg.gate.site, cfg.gate.id, outbox,
                                     self.controller.on_inbound, self.controller.status)
             parts.sync = self.sync
-        CentreHandlers(self.controller, self.sync, self.timekeeper).install()
+        CentreHandlers(self.controller, self.sync, self.timekeeper, outbox).install()
         self._inputs_factory = factory
         self.source = self._make_source()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.broker import Broker
-from tests.daemon_support import DaemonProcess, clip, gate_files, wait_until
+from tests.daemon_support import DaemonProcess, clip, gate_files
 from tests.sync_support import Subscriber
 
 pytestmark = pytest.mark.slow
@@ -122,6 +122,34 @@ def test_sigkill_mid_stream_loses_no_event_behind_a_pulse(tmp_path: Path, broker
         assert seqs == set(range(1, max(seqs) + 1))
         granted_at_centre = {e["seq"] for e in subscriber.json_on("/events") if e["granted"]}
         assert printed_granted <= granted_at_centre
-        assert wait_until(lambda: True)
+    finally:
+        subscriber.close()
+
+
+def test_resend_command_sends_acknowledged_events_again(tmp_path: Path, broker: Broker) -> None:
+    from agent.demo.kit import OPS_KID
+    from agent.protocol.command import make_command, sign_command
+
+    kit, config = gate_files(tmp_path, broker.url, door={"unlock_s": 0.2})
+    now = time.time()
+    source = clip(tmp_path, [kit.credential(f"C-{n}", now, holder=False) for n in range(3)])
+    base = f"gate/v1/{kit.site}/{kit.gate}"
+    subscriber = Subscriber(broker.url, [f"{base}/events", f"{base}/cmd/result"])
+    try:
+        daemon = DaemonProcess(config, "--source", str(source))
+        assert subscriber.wait_for(lambda msgs: len(msgs) >= 3, 40), daemon.stderr()
+        first = {e["seq"]: e["id"] for e in subscriber.json_on("/events")}
+        assert sorted(first) == [1, 2, 3]
+        # A broker lost seqs 1-2 after its PUBACK: the centre asks for them again.
+        cmd = make_command("resend", f"{kit.site}/{kit.gate}", now=time.time(), seqs=(1, 2))
+        subscriber.publish(f"{base}/cmd", sign_command(cmd, kit.ops, OPS_KID))
+        assert subscriber.wait_for(lambda msgs: len(msgs) >= 6, 20), daemon.stderr()
+        (result,) = subscriber.json_on("/cmd/result")
+        assert result["id"] == cmd.id and result["ok"] is True, result
+        events = subscriber.json_on("/events")
+        again = [(e["seq"], e["id"]) for e in events[3:]]
+        assert sorted(again) == [(1, first[1]), (2, first[2])]  # same ids: dedup at the centre
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0
     finally:
         subscriber.close()

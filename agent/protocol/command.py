@@ -6,11 +6,13 @@ signed by an ops key. Its body (CBOR map):
     v       1
     id      unique text id (the replay key; gatectl uses a UUID4 hex)
     target  "SITE/GATE", or "SITE/*" for every gate of a site
-    action  "open" | "mode" | "resync" | "status"
+    action  "open" | "mode" | "resync" | "status" | "resend"
     iat     issued at, Unix seconds
     exp     expiry, Unix seconds; at most MAX_TTL_S after iat
     mode    action "mode" only: "normal" | "lockdown" | "free"
     for     action "mode" only, optional: seconds until the gate returns to normal
+    from    action "resend" only: first event seq to send again
+    to      action "resend" only: last event seq (inclusive; at most MAX_RESEND rows)
 
 A gate accepts a command once: ``parse_command`` refuses (``CommandRefused.reason``)
 ``malformed`` (not a signed command, bad body), ``unknown_key``, ``bad_signature``,
@@ -30,13 +32,14 @@ from agent.protocol.keys import KeyRing, SigningKey
 from agent.protocol.signed_doc import open_document, sign_document
 
 COMMAND_TYPE = "gate.command.v1"
-ACTIONS = ("open", "mode", "resync", "status")
+ACTIONS = ("open", "mode", "resync", "status", "resend")
 MODES = ("normal", "lockdown", "free")
 MAX_TTL_S = 24 * 3600
 MAX_COMMAND_BYTES = 4096
 CLOCK_SKEW_S = 60  # a command issued this far in our future is still taken
+MAX_RESEND = 10_000  # events one "resend" command may ask for (bounds the burst)
 
-Action = Literal["open", "mode", "resync", "status"]
+Action = Literal["open", "mode", "resync", "status", "resend"]
 
 MALFORMED = "malformed"
 UNKNOWN_KEY = "unknown_key"
@@ -71,6 +74,8 @@ class Command:
     expires_at: int
     mode: str | None = None
     duration_s: int | None = None
+    seq_from: int | None = None  # "resend": the centre saw a gap in these event seqs
+    seq_to: int | None = None
 
     @property
     def target(self) -> str:
@@ -89,6 +94,10 @@ class Command:
             body["mode"] = self.mode
         if self.duration_s is not None:
             body["for"] = self.duration_s
+        if self.seq_from is not None:
+            body["from"] = self.seq_from
+        if self.seq_to is not None:
+            body["to"] = self.seq_to
         return body
 
 
@@ -105,6 +114,7 @@ def make_command(
     mode: str | None = None,
     duration_s: int | None = None,
     cmd_id: str | None = None,
+    seqs: tuple[int, int] | None = None,
 ) -> Command:
     """Build a command for ``SITE/GATE``; ValueError says what is wrong."""
     site, gate = split_target(target)
@@ -117,6 +127,8 @@ def make_command(
         expires_at=int(now) + ttl_s,
         mode=mode,
         duration_s=duration_s,
+        seq_from=seqs[0] if seqs else None,
+        seq_to=seqs[1] if seqs else None,
     )
     problem = _check_body(cmd)
     if problem:
@@ -183,7 +195,8 @@ def _from_body(body: dict[str, Any], cmd_id: str | None) -> Command:
                                  f"{kind.__name__}", cmd_id)
         return value
 
-    unknown = set(body) - {"v", "id", "target", "action", "iat", "exp", "mode", "for"}
+    unknown = set(body) - {"v", "id", "target", "action", "iat", "exp", "mode", "for",
+                           "from", "to"}
     if unknown:
         raise CommandRefused(MALFORMED, f"unknown command fields {sorted(unknown)}", cmd_id)
     if body.get("v") != 1:
@@ -201,6 +214,8 @@ def _from_body(body: dict[str, Any], cmd_id: str | None) -> Command:
         expires_at=field("exp", int),
         mode=field("mode", str, required=False),
         duration_s=field("for", int, required=False),
+        seq_from=field("from", int, required=False),
+        seq_to=field("to", int, required=False),
     )
     problem = _check_body(cmd)
     if problem:
@@ -220,6 +235,14 @@ def _check_body(cmd: Command) -> str | None:
             return "mode duration must be positive"
     elif cmd.mode is not None or cmd.duration_s is not None:
         return f"action {cmd.action!r} takes no mode or duration"
+    if cmd.action == "resend":
+        first, last = cmd.seq_from, cmd.seq_to
+        if first is None or last is None or not 1 <= first <= last:
+            return "resend needs event seqs 1 <= from <= to"
+        if last - first + 1 > MAX_RESEND:
+            return f"resend asks for {last - first + 1} events; at most {MAX_RESEND} per command"
+    elif cmd.seq_from is not None or cmd.seq_to is not None:
+        return f"action {cmd.action!r} takes no from/to event seqs"
     if not 0 < cmd.expires_at - cmd.issued_at <= MAX_TTL_S:
         return f"command lifetime must be 1 s to {MAX_TTL_S} s"
     return None

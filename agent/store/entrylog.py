@@ -299,6 +299,35 @@ class EntryLog:
             self._note_capacity()
         return changed
 
+    def requeue(self, first: int, last: int) -> tuple[int, int]:
+        """Make acknowledged rows ``first..last`` pending again, so they are sent again.
+
+        For the centre's ``resend`` command: events a broker PUBACKed but lost (a crash
+        before delivery) show as a seq gap at the centre. Returns (rows made pending,
+        rows of the range still kept here, pending or not); pruned rows cannot return.
+        """
+        if self._read_only:
+            raise StateError("the entry log was opened read-only")
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                kept = self._conn.execute(
+                    "SELECT count(*) FROM entries WHERE seq BETWEEN ? AND ?", (first, last)
+                ).fetchone()[0]
+                changed = self._conn.execute(
+                    "UPDATE entries SET acked_at = NULL "
+                    "WHERE acked_at IS NOT NULL AND seq BETWEEN ? AND ?",
+                    (first, last),
+                ).rowcount
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                raise StateError(f"cannot queue entries again in {self.path}: {exc}") from exc
+            self._backlog += changed
+            self._note_capacity()
+        return changed, int(kept)
+
     # ---- housekeeping and reading --------------------------------------------------
 
     def prune(self, now: float | None = None, batch: int = 2000) -> int:
