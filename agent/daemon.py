@@ -280,7 +280,10 @@ class Daemon:
         if self.controller is not None:
             self.controller.stop(10.0)
         if self.door is not None:
-            self.door.lock()
+            try:
+                self.door.lock()
+            except Exception:  # close() below still drives it locked and frees the pin
+                log.exception("locking the door at shutdown failed")
         if self.sync is not None:
             try:
                 self.sync.stop(5.0)  # publishes the retained offline status
