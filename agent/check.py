@@ -92,6 +92,10 @@ def check_keys(config: Config) -> CheckResult:
     roles = [key.role for key in ring.keys()]  # noqa: SIM118 (KeyRing is not a dict)
     issuers, ops = roles.count("issuer"), roles.count("ops")
     detail = f"{issuers} issuer key(s) in {config.trust.keys_dir}, {ops} ops key(s)"
+    if not issuers and not ops:
+        return CheckResult("keys", "fail", detail, "copy the centre's issuer public key "
+                           "(<kid>.pub) into trust.keys_dir and its operations key into "
+                           "trust.ops_keys_dir")
     if not issuers:
         return CheckResult("keys", "fail", detail,
                            "copy the centre's issuer public key (<kid>.pub) into trust.keys_dir")

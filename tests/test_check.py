@@ -33,6 +33,7 @@ def test_config_only_for_systemd_exec_start_pre(tmp_path: Path) -> None:
     assert bad.returncode == 2
     result = _results(bad)["config"]
     assert result["status"] == "fail" and "gate.idd: unknown key" in str(result["detail"])
+    assert not str(result["detail"]).startswith("config ")  # not "config  config ..."
 
 
 def test_fresh_gate_fails_on_the_missing_revocation_list_and_skips_the_click(

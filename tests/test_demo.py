@@ -31,6 +31,9 @@ def test_demo_json_shows_every_kind_of_decision_and_the_door(tmp_path: Path) -> 
     doors = [x["state"] for x in lines if x["type"] == "door"]
     assert doors == ["unlocked", "locked", "unlocked", "locked"]
     assert any("running offline" in x.get("text", "") for x in lines if x["type"] == "note")
+    assert lines[-1]["type"] == "note" and lines[-1]["text"].startswith(
+        "finished: 7 scans recorded (2 granted, 5 denied), 7 waiting in the outbox"
+    )
     assert list(tmp_path.glob("gate-agent-demo-*")) == []  # throwaway state removed
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import socket
 import sys
@@ -200,10 +202,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
             daemon.start()
             view.start(daemon.controller.status)
             code = daemon.serve(stop)
+            view.note(_demo_summary(daemon, online=mqtt is not None))
         finally:
             daemon.shutdown()
             view.stop()
     return code
+
+
+def _demo_summary(daemon: Daemon, online: bool) -> str:
+    """What the person watching should take away, said before the throwaway state goes."""
+    assert daemon.entry_log is not None
+    scans = [e.event for e in daemon.entry_log.history() if e.event.get("kind") == "scan"]
+    granted = sum(1 for event in scans if event.get("granted"))
+    backlog = daemon.entry_log.backlog
+    where = ("all sent to the broker" if online and not backlog
+             else f"{backlog} waiting in the outbox for a broker")
+    return (f"finished: {len(scans)} scans recorded ({granted} granted, "
+            f"{len(scans) - granted} denied), {where}; the demo state is removed now")
 
 
 # ---- check -------------------------------------------------------------------------------------
@@ -226,11 +241,24 @@ def _show(result: CheckResult, as_json: bool) -> None:
     print(line, flush=True)
 
 
+def _quiet_hardware_logs(verbose: bool) -> None:
+    """Each check reports its own failure with a hint; the drivers' retry warnings (and
+    OpenCV's) would bury the checklist on the installer's terminal. ``-v`` shows them."""
+    if verbose:
+        return
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    logging.getLogger("hw").setLevel(logging.ERROR)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    _quiet_hardware_logs(args.verbose)
     try:
         config = config_from_args(args)
     except ConfigError as exc:
-        result = CheckResult("config", "fail", str(exc), "fix every key listed, then re-run")
+        detail = str(exc).removeprefix("config ")
+        result = CheckResult("config", "fail", detail,
+                             "fix every setting listed (config.example.toml explains each), "
+                             "then re-run")
         _show(result, args.json)
         return EXIT_USAGE
     _show(CheckResult("config", "pass", f"{config.path} is valid"), args.json)

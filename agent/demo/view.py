@@ -102,6 +102,8 @@ class PanelView:
         self._lines: deque[str] = deque(maxlen=10)
         self._notes: list[str] = []
         self._led = "off"
+        self._door: str | None = None  # from door events: still true after the daemon closed
+        self._last_snap: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,6 +112,8 @@ class PanelView:
     def __call__(self, item: dict[str, Any]) -> None:
         with self._lock:
             self._lines.appendleft(describe(item))
+            if item.get("type") == "door":
+                self._door = str(item["state"])
             if item.get("type") == "decision":
                 outcome = denial_class(Reason(item["reason"]))
                 self._led = f"{_LED.get(outcome.value, outcome.value)} ({outcome.value})"
@@ -133,19 +137,27 @@ class PanelView:
         while not self._stop.wait(self._refresh_s):
             self._draw()
 
-    def _draw(self) -> None:
+    def _snapshot(self) -> dict[str, Any]:
+        """The live status, or the last complete one once the daemon has closed its stores."""
         snap = self._status() if self._status else {}
+        if "backlog" in snap:
+            self._last_snap = snap
+        return self._last_snap or snap
+
+    def _draw(self) -> None:
+        snap = self._snapshot()
         rev = snap.get("revocations", {})
         with self._lock:
+            door = self._door or snap.get("door", "?")
             lines = [
                 "gate-agent demo (mock pins, simulated camera; Ctrl-C stops)",
                 *[f"  {n}" for n in self._notes],
                 "",
-                f"  door      {snap.get('door', '?').upper()}      mode {snap.get('mode', '?')}",
+                f"  door      {door.upper()}      mode {snap.get('mode', '?')}",
                 f"  LEDs      {self._led}",
                 f"  outbox    {snap.get('backlog', '?')} waiting   broker "
                 f"{snap.get('broker', 'offline')}",
-                f"  revoked   list v{rev.get('version')}   clock "
+                f"  revocations list v{rev.get('version')}   clock "
                 f"{snap.get('clock', {}).get('clock', 'n/a')}",
                 f"  alarms    {', '.join(snap.get('alarms', {})) or 'none'}",
                 "",
