@@ -9,7 +9,8 @@
 #   scripts/install.sh --dry-run                     # print what would be done
 #
 # --csi-camera   also install python3-picamera2 (CSI camera) and let the venv see it
-# --prefix DIR   code and venv location (default /opt/gate-agent)
+# --prefix DIR   code and venv location (default /opt/gate-agent; --uninstall finds it
+#                from the installed unit)
 # --source DIR   the gate-agent source tree or wheel to install (default: this checkout)
 # --root DIR     install under DIR instead of /: no apt, no user creation, no service start
 # --no-venv      skip creating the venv / pip install (the code comes from elsewhere)
@@ -21,7 +22,7 @@ set -euo pipefail
 PREFIX=/opt/gate-agent
 ROOT=""
 SOURCE="$(cd "$(dirname "$0")/.." && pwd)"
-CSI=0 DRY=0 NO_VENV=0 UNINSTALL=0 PURGE=0
+CSI=0 DRY=0 NO_VENV=0 UNINSTALL=0 PURGE=0 PREFIX_GIVEN=0
 USER_NAME=gate-agent
 GROUPS_NEEDED=(gpio video dialout)
 
@@ -30,7 +31,7 @@ die() { say "$*"; exit 2; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
-    --prefix) PREFIX="${2:?--prefix needs a folder}"; shift 2 ;;
+    --prefix) PREFIX="${2:?--prefix needs a folder}"; PREFIX_GIVEN=1; shift 2 ;;
     --root) ROOT="${2:?--root needs a folder}"; shift 2 ;;
     --source) SOURCE="${2:?--source needs a folder or wheel}"; shift 2 ;;
     --csi-camera) CSI=1; shift ;;
@@ -38,12 +39,22 @@ while [ $# -gt 0 ]; do
     --dry-run) DRY=1; shift ;;
     --uninstall) UNINSTALL=1; shift ;;
     --purge) PURGE=1; shift ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
 [ "$PURGE" = 1 ] && [ "$UNINSTALL" = 0 ] && die "--purge only goes with --uninstall"
-case "$PREFIX" in /*) ;; *) die "--prefix must be an absolute path, got $PREFIX" ;; esac
+check_prefix() {  # --uninstall runs rm -rf on it: never a system folder
+  case "$PREFIX" in
+    /*) ;; *) die "--prefix must be an absolute path, got $PREFIX" ;;
+  esac
+  PREFIX="${PREFIX%/}"
+  case "$PREFIX" in
+    ""|/usr|/usr/local|/opt|/etc|/var|/var/lib|/home|/srv|/root|/bin|/sbin|/lib|/boot)
+      die "--prefix ${PREFIX:-/} is a system folder; give a folder of its own (e.g. /opt/gate-agent)" ;;
+  esac
+}
+check_prefix
 if [ -n "$ROOT" ]; then
   mkdir -p "$ROOT" && ROOT="$(cd "$ROOT" && pwd)"
   [ "$ROOT" = / ] && ROOT=""
@@ -69,6 +80,13 @@ fi
 
 # ---- uninstall ------------------------------------------------------------------------
 if [ "$UNINSTALL" = 1 ]; then
+  if [ "$PREFIX_GIVEN" = 0 ] && [ -f "$UNIT" ]; then  # installed with another --prefix?
+    found="$(sed -n 's#^ExecStart=\(.*\)/venv/bin/gate-agent run$#\1#p' "$UNIT" | head -n 1)"
+    if [ -n "$found" ] && [ "$found" != "$PREFIX" ]; then
+      PREFIX="$found"; check_prefix; APP="$ROOT$PREFIX"
+      say "the installed unit runs $PREFIX: removing that"
+    fi
+  fi
   if [ "$SYSTEM" = 1 ] && command -v systemctl >/dev/null 2>&1; then
     run systemctl disable --now gate-agent.service || true
   elif [ -n "$ROOT" ]; then
@@ -131,7 +149,10 @@ owner "$USER_NAME:$USER_NAME" "$STATE"
 if [ "$NO_VENV" = 0 ]; then
   venv_opts=()
   [ "$CSI" = 1 ] && venv_opts+=(--system-site-packages)   # picamera2 comes from apt
-  if [ ! -x "$APP/venv/bin/python" ]; then
+  # A venv made without --csi-camera cannot see apt's picamera2: re-running with it
+  # rewrites pyvenv.cfg in place (nothing installed is lost).
+  if [ ! -x "$APP/venv/bin/python" ] || { [ "$CSI" = 1 ] &&
+      ! grep -qi '^include-system-site-packages *= *true' "$APP/venv/pyvenv.cfg" 2>/dev/null; }; then
     run python3 -m venv "${venv_opts[@]}" "$APP/venv"
   fi
   run "$APP/venv/bin/python" -m pip install -q --upgrade pip

@@ -89,3 +89,21 @@ def test_bad_option_is_a_usage_error(tmp_path: Path) -> None:
     done = _install(tmp_path, "--frobnicate")
     assert done.returncode == 2
     assert "unknown option --frobnicate" in done.stderr
+
+
+def test_uninstall_finds_a_custom_prefix_from_the_installed_unit(tmp_path: Path) -> None:
+    assert _install(tmp_path, "--prefix", "/srv/gate").returncode == 0
+    (tmp_path / "srv" / "gate" / "venv").mkdir(parents=True)  # what pip would have made
+    done = _install(tmp_path, "--uninstall")
+    assert done.returncode == 0, done.stderr
+    assert "/srv/gate" in done.stderr
+    assert not (tmp_path / "srv" / "gate").exists()
+    assert (tmp_path / "etc" / "gate-agent" / "config.toml").exists()
+
+
+def test_a_system_folder_as_prefix_is_refused_before_anything_is_removed(tmp_path: Path) -> None:
+    (tmp_path / "usr" / "keep").mkdir(parents=True)
+    for prefix in ("/usr", "/", "/opt/"):
+        done = _install(tmp_path, "--uninstall", "--prefix", prefix)
+        assert done.returncode == 2 and "system folder" in done.stderr, done.stderr
+    assert (tmp_path / "usr" / "keep").exists()
