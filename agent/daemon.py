@@ -243,7 +243,7 @@ class Daemon:
         source = self.source
         if source is not None and self.options.source is None:
             state = source.status().get("state")
-            if state in ("stopped", "finished"):
+            if state in ("stopped", "finished", "failed"):
                 log.error("scanner stopped unexpectedly (%s): restarting it", state)
                 try:
                     source.stop(1.0)

@@ -267,11 +267,19 @@ class FrameLoop:
         if self.state != "finished":
             self.state = "stopped"
 
+    def _reported_state(self) -> str:
+        """``failed`` when the decode thread died while we still claim to run: a blind
+        scanner must not look healthy (the daemon's supervisor restarts ``failed``)."""
+        decode_dead = len(self._threads) == 2 and not self._threads[1].is_alive()
+        if self.state in ("running", "reopening", "starting") and decode_dead:
+            return "failed"
+        return self.state
+
     def status(self) -> dict[str, object]:
         s = self._pipeline.stats
         return {
             "method": self._method,
-            "state": self.state,
+            "state": self._reported_state(),
             "frames": s.frames,
             "decoded": s.decoded,
             "skipped": s.skipped,

@@ -279,3 +279,32 @@ def test_camera_unplugged_mid_stream_is_reopened_and_scans_again(
     delays = [float(r.getMessage().rsplit(" in ", 1)[1].split()[0])
               for r in caplog.records if "reopening in" in r.getMessage()]
     assert delays[-1] > delays[1]
+
+
+class _EscapedBug(BaseException):
+    """Something a plain ``except Exception`` does not stop (a bug, an interpreter error)."""
+
+
+def test_a_dead_decode_thread_reports_failed_not_running(tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), render.place(SCENE, CODE_A))
+    source = SimulatedSource(folder, 20, ScannerSection(), make_decoder("auto"), loop=True)
+    died = threading.Event()
+
+    def escape(scan: Scan) -> None:
+        died.set()
+        raise _EscapedBug
+
+    threading.excepthook, saved = (lambda args: None), threading.excepthook
+    try:
+        source.start_scans(escape)
+        assert died.wait(10)
+        for _ in range(100):
+            if source.status()["state"] == "failed":
+                break
+            threading.Event().wait(0.05)
+        assert source.status()["state"] == "failed"
+    finally:
+        threading.excepthook = saved
+        source.stop()
