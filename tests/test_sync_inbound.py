@@ -86,6 +86,8 @@ class Gate:
             return
         self.replay.remember(cmd.replay_key, cmd.expires_at)
         self.commands.append(cmd.action)
+        if cmd.action == "resend":
+            self.commands.append(f"{cmd.seq_from}..{cmd.seq_to}")
         self.sync.publish_result(cmd.id, True, "ok")
 
     def _revocations(self, payload: bytes) -> None:
@@ -124,6 +126,19 @@ def test_gatectl_open_is_accepted_once_and_mode_reaches_the_gate(
     result = json.loads(capsys.readouterr().out)
     assert result["ok"] is True and result["gate"] == GATE
     assert gate.commands == ["open", "mode"]
+
+
+def test_gatectl_resync_and_resend_reach_the_gate_and_a_bad_range_is_a_usage_error(
+        gate: Gate, broker: Broker, capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--key", str(gate.ops.key_file), "--broker", broker.url]
+    assert gatectl.main(["resync", f"{SITE}/{GATE}", *common]) == 0
+    assert gatectl.main(["resend", f"{SITE}/{GATE}", "--from", "7", "--to", "9", *common]) == 0
+    assert gate.commands == ["resync", "resend", "7..9"]
+    capsys.readouterr()
+    assert gatectl.main(["resend", f"{SITE}/{GATE}", "--from", "9", "--to", "7", *common]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gatectl: ") and "\n" not in err and "resend" in err
+    assert gate.commands == ["resync", "resend", "7..9"]
 
 
 def test_bad_commands_are_refused_with_their_reason(gate: Gate, broker: Broker,

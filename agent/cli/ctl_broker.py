@@ -56,6 +56,24 @@ def register(subparsers: Subparsers) -> None:
     _command_options(mode)
     mode.set_defaults(func=_mode)
 
+    resync = subparsers.add_parser(
+        "resync", help="ask a gate to fetch the full revocation list again (signed command)",
+        description="Publish a signed 'resync' command and wait for the gate's result.")
+    resync.add_argument("target", metavar="SITE/GATE")
+    _command_options(resync)
+    resync.set_defaults(func=_resync)
+
+    resend = subparsers.add_parser(
+        "resend", help="have a gate send a range of its entry log again (signed command)",
+        description="Publish a signed 'resend' command: the gate queues events FROM..TO "
+                    "(per-gate seq numbers, inclusive) from its local entry log again, e.g. "
+                    "after the centre found a gap. Re-sent events keep their id and seq.")
+    resend.add_argument("target", metavar="SITE/GATE")
+    resend.add_argument("--from", dest="seq_from", type=int, required=True, metavar="SEQ")
+    resend.add_argument("--to", dest="seq_to", type=int, required=True, metavar="SEQ")
+    _command_options(resend)
+    resend.set_defaults(func=_resend)
+
     watch = subparsers.add_parser(
         "watch", help="print live events, gate status and command results",
         description="Subscribe to gates' events, retained status and command results.")
@@ -162,6 +180,14 @@ def _open(args: argparse.Namespace) -> int:
 def _mode(args: argparse.Namespace) -> int:
     duration = int(parse_duration(args.duration)) if args.duration else None
     return _send_command(args, "mode", mode=args.mode, duration_s=duration)
+
+
+def _resync(args: argparse.Namespace) -> int:
+    return _send_command(args, "resync")
+
+
+def _resend(args: argparse.Namespace) -> int:
+    return _send_command(args, "resend", seqs=(args.seq_from, args.seq_to))
 
 
 def _send_command(args: argparse.Namespace, action: str, **fields: Any) -> int:
