@@ -29,6 +29,8 @@ have_lib libzbar.so.0 || need_pkgs+=(libzbar0)
 if ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then need_pkgs+=(python3-venv); fi
 if [ "$want_test" = 1 ]; then
   command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkgs+=(mosquitto)
+  # systemd-analyze checks the unit file (the package does not start systemd here).
+  command -v systemd-analyze >/dev/null 2>&1 || need_pkgs+=(systemd)
 fi
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
