@@ -59,39 +59,31 @@ class RelayDoor:
         """Release for ``seconds`` from now; during a pulse this restarts the close."""
         if not (math.isfinite(seconds) and seconds > 0):
             raise ValueError(f"pulse length must be a finite number of seconds > 0, got {seconds}")
-        with self._report:
-            with self._cond:
-                if self._closed:
-                    log.warning("pulse ignored: the door relay is closed")
-                    return
-                self._deadline = time.monotonic() + seconds
-                changed = self._drive(True)
-                self._cond.notify_all()
-            self._notify(changed, "unlocked")
+        if not self._set(release=True, deadline=time.monotonic() + seconds, held=None):
+            log.warning("pulse ignored: the door relay is closed")
 
     def hold_unlocked(self) -> None:
         """Release until :meth:`lock` (free mode, fire alarm)."""
-        with self._report:
-            with self._cond:
-                if self._closed:
-                    return
-                self._held = True
-                self._deadline = None
-                changed = self._drive(True)
-                self._cond.notify_all()
-            self._notify(changed, "unlocked")
+        self._set(release=True, deadline=None, held=True)
 
     def lock(self) -> None:
         """Lock now, cancelling any pulse or hold."""
+        self._set(release=False, deadline=None, held=False)
+
+    def _set(self, *, release: bool, deadline: float | None, held: bool | None) -> bool:
+        """Drive the relay and re-arm the timer together, then report the change in pin
+        order; False when the door is already closed. ``held=None`` keeps a hold as is."""
         with self._report:
             with self._cond:
                 if self._closed:
-                    return
-                self._held = False
-                self._deadline = None
-                changed = self._drive(False)
+                    return False
+                if held is not None:
+                    self._held = held
+                self._deadline = deadline
+                changed = self._drive(release)
                 self._cond.notify_all()
-            self._notify(changed, "locked")
+            self._notify(changed, "unlocked" if release else "locked")
+        return True
 
     def close(self) -> None:
         """Lock, stop the timer and release the pin; safe to call twice.
