@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Every benchmark, one after the other, each printing its table (figures are medians and
+# ratios from that one run; the targets are in the issues and docs). Takes ~3 minutes;
+# --quick passes --quick to each for a smoke run. Not part of the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh --test
+PY="${GATE_AGENT_VENV:-.venv}/bin/python"
+echo "machine: $(uname -m), $(nproc) cores, $("$PY" --version), $(date -u +%Y-%m-%dT%H:%MZ)"
+for bench in verify store decode sync daemon; do
+  echo
+  echo "===== benchmarks/bench_$bench.py $*"
+  "$PY" "benchmarks/bench_$bench.py" "$@"
+done
