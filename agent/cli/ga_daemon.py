@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import gc
 import logging
 import os
 import signal
@@ -152,6 +155,14 @@ def _local_broker() -> MqttSection | None:
     return MqttSection(url=f"mqtt://{LOCAL_BROKER[0]}:{LOCAL_BROKER[1]}")
 
 
+def _return_freed_memory() -> None:
+    """Give the clip renderer's freed heap back to the OS: glibc keeps freed arenas, so
+    the demo would otherwise carry the renderer's peak for its whole run."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo.clip import schedule, write_clip
     from agent.demo.kit import demo_codes, make_kit
@@ -182,6 +193,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             codes = demo_codes(kit, time.time(), revoked=own is None)
             source = write_clip(schedule([(c.label, c.text) for c in codes]), root / "clip",
                                 fps=args.fps)
+            _return_freed_memory()
             view.note("clip: " + ", ".join(c.label for c in codes))
         from agent.protocol.keys import load_keyring
 
