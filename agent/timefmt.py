@@ -21,8 +21,10 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
 
 
-def parse_instant(text: str) -> float:
-    """ISO 8601 -> Unix seconds. A time without an offset is taken as UTC."""
+def parse_instant(text: str, *, require_zone: bool = False) -> float:
+    """ISO 8601 -> Unix seconds. A time without an offset is taken as UTC, unless
+    ``require_zone``: command lines refuse it, since a person typing local time there
+    would silently shift a revocation cut-off or a validity start by the zone's offset."""
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -31,6 +33,11 @@ def parse_instant(text: str) -> float:
             "use e.g. 2026-11-27T09:30:00Z or 2026-11-27T17:30+08:00"
         ) from None
     if moment.tzinfo is None:
+        if require_zone:
+            raise UsageError(
+                f"time {text!r} has no time zone: add Z for UTC or the offset, "
+                "e.g. 2026-11-27T09:30:00Z or 2026-11-27T17:30+08:00"
+            )
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 

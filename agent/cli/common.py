@@ -16,10 +16,10 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from agent.config import Config, load_config, resolve_config_path
-from agent.errors import ConfigError, GateError, UsageError
+from agent.errors import ConfigError, GateError, KeyFileError, UsageError
 
 EXIT_OK = 0
 EXIT_NO = 1
@@ -52,11 +52,24 @@ def fail(message: str) -> None:
     sys.stderr.flush()
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr, as for every other error.
+
+    Subcommand parsers inherit the class (argparse makes them with ``type(parent)``).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        hint = ""
+        if message.startswith("unrecognized arguments"):
+            hint = " (quote a value that contains spaces, such as a code's QR text)"
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}{hint}; see {self.prog} --help\n")
+
+
 def run_cli(
     prog: str, description: str, command_modules: Sequence[str], argv: Sequence[str] | None
 ) -> int:
     """Build the parser from command modules (each has ``register(subparsers)``) and run."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = OneLineErrorParser(prog=prog, description=description)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in command_modules:
@@ -70,7 +83,7 @@ def run_cli(
     handler: Handler = args.func
     try:
         return handler(args)
-    except (ConfigError, UsageError) as exc:
+    except (ConfigError, UsageError, KeyFileError) as exc:  # what the user gave is wrong
         fail(f"{prog}: {exc}")
         return EXIT_USAGE
     except GateError as exc:

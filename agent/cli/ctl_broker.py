@@ -280,10 +280,14 @@ def _peek_revocation_list(data: bytes, name: str) -> tuple[str, int]:
 
 def _watch(args: argparse.Namespace) -> int:
     duration = parse_duration(args.duration) if args.duration else None
+    try:
+        filters = watch_filters(args.target)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     deadline = time.monotonic() + duration if duration is not None else None
     shown = 0
     with CtlSession(settings_from_args(args), "gatectl-watch") as session:
-        session.link.subscribe(watch_filters(args.target))
+        session.link.subscribe(filters)
         while args.count is None or shown < args.count:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -320,12 +324,23 @@ def _show(topic: str, payload: bytes, retained: bool, as_json: bool) -> None:
                 f"door={body.get('door')}")
     elif kind == "status":
         state = "online" if body.get("online") else "OFFLINE"
-        extras = " ".join(f"{k}={body[k]}" for k in
-                          ("revocations_version", "outbox_backlog", "clock", "door", "alarms")
-                          if k in body)
-        line = f"{ts} {where} status {state} {extras}".rstrip()
+        line = f"{ts} {where} status {state} {_status_extras(body)}".rstrip()
     else:
         line = (f"{ts} {where} result {body.get('id')} "
                 f"{'ok' if body.get('ok') else 'refused'} {body.get('reason')}")
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
+
+
+def _status_extras(body: dict[str, Any]) -> str:
+    """The status fields staff look at, as words (the payload nests some of them)."""
+    revocations, clock = body.get("revocations"), body.get("clock")
+    fields = {
+        "door": body.get("door"),
+        "mode": body.get("mode"),
+        "revocations": revocations.get("version") if isinstance(revocations, dict) else None,
+        "backlog": body.get("backlog"),
+        "clock": clock.get("clock") if isinstance(clock, dict) else clock,
+        "alarms": ",".join(body["alarms"]) if isinstance(body.get("alarms"), dict) else None,
+    }
+    return " ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, ""))

@@ -83,7 +83,7 @@ def _issue(args: argparse.Namespace) -> int:
         kid=args.key.stem,
         sub=args.sub,
         scope=args.scope,
-        not_before=parse_instant(args.not_before) if args.not_before else now,
+        not_before=parse_instant(args.not_before, require_zone=True) if args.not_before else now,
         ttl_s=parse_duration(args.ttl),
         now=now,
         holder_pub=load_public_key(args.holder_pub) if args.holder_pub else None,
@@ -103,7 +103,7 @@ def _holder_new(args: argparse.Namespace) -> int:
 
 def _present(args: argparse.Namespace) -> int:
     key = load_signing_key(args.holder_key)
-    at = parse_instant(args.at) if args.at else time.time()
+    at = parse_instant(args.at, require_zone=True) if args.at else time.time()
     text = present(args.credential.strip(), key, at=at)
     if args.qr:
         save_qr_png(text, args.qr)

@@ -138,7 +138,8 @@ def sub_entry(text: str) -> RevocationEntry:
             f"subject entry {text!r} needs a courier id of 1-{MAX_SUB} characters: "
             "use ID or ID@ISO8601"
         )
-    return RevocationEntry("sub", sub, int(parse_instant(when)) if when else None)
+    before = int(parse_instant(when, require_zone=True)) if when else None
+    return RevocationEntry("sub", sub, before)
 
 
 def read_entries(path: Path) -> Iterable[RevocationEntry]:

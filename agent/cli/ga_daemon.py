@@ -214,15 +214,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
             daemon.start()
             view.start(daemon.controller.status)
             code = daemon.serve(stop)
-            view.note(_demo_summary(daemon, online=mqtt is not None))
+            view.note(_demo_summary(daemon, online=mqtt is not None,
+                                    kept_in=config.state.dir if own is not None else None))
         finally:
             daemon.shutdown()
             view.stop()
     return code
 
 
-def _demo_summary(daemon: Daemon, online: bool) -> str:
-    """What the person watching should take away, said before the throwaway state goes."""
+def _demo_summary(daemon: Daemon, online: bool, kept_in: Path | None = None) -> str:
+    """What the person watching should take away, said before the throwaway state goes
+    (``kept_in``: the state is the --config file's own, and stays)."""
     assert daemon.entry_log is not None
     scans = [e.event for e in daemon.entry_log.history() if e.event.get("kind") == "scan"]
     granted = sum(1 for event in scans if event.get("granted"))
@@ -230,7 +232,8 @@ def _demo_summary(daemon: Daemon, online: bool) -> str:
     where = ("all sent to the broker" if online and not backlog
              else f"{backlog} waiting in the outbox for a broker")
     return (f"finished: {len(scans)} scans recorded ({granted} granted, "
-            f"{len(scans) - granted} denied), {where}; the demo state is removed now")
+            f"{len(scans) - granted} denied), {where}; "
+            + (f"they stay in {kept_in}" if kept_in else "the demo state is removed now"))
 
 
 # ---- check -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ commands work on a machine without OpenCV or GPIO.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from agent.cli.common import (
@@ -65,6 +66,8 @@ def _print(source: str, texts: list[str], decoder: str | None, ms: float, as_jso
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
+    if not args.verbose:  # OpenCV's own retry warnings would bury the one-line error
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     from hw.decoders import make_decoder
 
     config = None

@@ -41,7 +41,8 @@ def _register_revocations(subparsers: Subparsers) -> None:
         "apply",
         help="verify and install a signed list file (full or delta)",
         description="Exit 0 when installed; 1 when refused (bad signature, older version, "
-        "delta on another base): a refused list changes nothing.",
+        "delta on another base): a refused list changes nothing. 2 when FILE is not a "
+        "signed list at all.",
     )
     apply.add_argument("file", metavar="FILE", help="signed list from `gatectl revocations`")
     add_config_option(apply)
@@ -81,6 +82,7 @@ def _apply(args: argparse.Namespace) -> int:
         data = Path(args.file).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    _check_looks_like_a_list(data, args.file)
     try:
         keyring = load_keyring(config.trust.keys_dir, config.trust.ops_keys_dir)
     except KeyFileError as exc:
@@ -94,6 +96,19 @@ def _apply(args: argparse.Namespace) -> int:
             f"{store.entries} entries, issued {format_instant(lst.issued_at)}"
         )
     return EXIT_OK
+
+
+def _check_looks_like_a_list(data: bytes, name: str) -> None:
+    """A file that is plainly something else (a courier's QR text, a PNG) is the wrong
+    argument (exit 2), said plainly; a signed list that fails its checks is refused (1)."""
+    what = None
+    if data.lstrip()[:4] in (b"QM1:", b"QP1:"):
+        what = "a courier's QR code text"
+    elif data[:1] not in (b"\x84", b"\xd2"):  # COSE_Sign1: a 4-array, tagged or not
+        what = "not a signed revocation list"
+    if what:
+        raise UsageError(f"{name} is {what}: give the file written by "
+                         "gatectl revocations full|delta --out FILE")
 
 
 def _revocations_status(args: argparse.Namespace) -> int:
@@ -139,7 +154,7 @@ def _open_log(config: Config) -> EntryLog | None:
 
 
 def _log(args: argparse.Namespace) -> int:
-    since = parse_instant(args.since) if args.since else None
+    since = parse_instant(args.since, require_zone=True) if args.since else None
     config = config_from_args(args)
     log = _open_log(config)
     if log is None:

@@ -156,7 +156,9 @@ def _verify(args: argparse.Namespace) -> int:
     if (args.text is None) == (not args.image):
         raise UsageError("give exactly one of TEXT, - (stdin) or --image FILE")
     config = config_from_args(args)
-    clock: Clock = FixedClock(parse_instant(args.at)) if args.at else SystemClock()
+    clock: Clock = (
+        FixedClock(parse_instant(args.at, require_zone=True)) if args.at else SystemClock()
+    )
     verifier = _Verifier(config, clock)
     all_granted = True
     try:

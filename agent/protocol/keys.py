@@ -233,9 +233,10 @@ def load_public_key(path: Path) -> bytes:
 def load_signing_key(path: Path) -> SigningKey:
     """Ed25519 private key from a PKCS#8 PEM (mode 0600 or stricter); KeyFileError."""
     data = _read(path)
-    if os.name == "posix" and path.stat().st_mode & 0o077:
+    if b"-----BEGIN PUBLIC KEY-----" in data:
         raise KeyFileError(
-            f"{path}: private key is readable by others: run chmod 600 {path}"
+            f"{path}: this is a public key: give the private KID.key that gatectl keys new "
+            "wrote beside it"
         )
     try:
         key = serialization.load_pem_private_key(data, password=None)
@@ -245,6 +246,11 @@ def load_signing_key(path: Path) -> SigningKey:
         ) from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise KeyFileError(f"{path}: not an Ed25519 private key")
+    # Checked once the file is known to be a private key, so a wrong file is named as such.
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        raise KeyFileError(
+            f"{path}: private key is readable by others: run chmod 600 {path}"
+        )
     seed = key.private_bytes(
         serialization.Encoding.Raw,
         serialization.PrivateFormat.Raw,
@@ -260,7 +266,14 @@ def public_of(key: SigningKey) -> bytes:
 def write_keypair(folder: Path, name: str, key: SigningKey | None = None) -> tuple[Path, Path]:
     """Write ``name.key`` (PKCS#8 PEM, 0600) and ``name.pub``; refuse to overwrite."""
     key = key or nacl.signing.SigningKey.generate()
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is a file, not a folder: give a folder for --out")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot make the key folder {folder}: {exc.strerror}: choose another --out"
+        ) from None
     private_path, public_path = folder / f"{name}.key", folder / f"{name}.pub"
     for path in (private_path, public_path):
         if path.exists():
@@ -271,7 +284,12 @@ def write_keypair(folder: Path, name: str, key: SigningKey | None = None) -> tup
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {private_path}: {exc.strerror}: choose another --out"
+        ) from None
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
     public_path.write_bytes(

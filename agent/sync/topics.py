@@ -72,12 +72,21 @@ def client_id(site: str, gate: str) -> str:
 
 
 def watch_filters(target: str | None) -> list[str]:
-    """Topic filters for ``gatectl watch [SITE[/GATE]]`` (events, status, results)."""
+    """Topic filters for ``gatectl watch [SITE[/GATE]]`` (events, status, results).
+
+    ``SITE/*`` is every gate of a site, as for commands. ValueError for any other shape:
+    a wildcard or a third level would watch something else, or nothing, silently.
+    """
     if not target:
         site, gate = "+", "+"
     elif "/" in target:
         site, _, gate = target.partition("/")
     else:
         site, gate = target, "+"
+    if gate == "*":
+        gate = "+"
+    if target and (not site or not gate or "/" in gate or set("+#*") & set(site)
+                   or (gate != "+" and set("+#*") & set(gate))):
+        raise ValueError(f"target {target!r} is not SITE, SITE/GATE or SITE/*")
     base = f"{ROOT}/{site}/{gate}"
     return [f"{base}/events", f"{base}/status", f"{base}/cmd/result"]
