@@ -154,14 +154,21 @@ def test_decode_camera_that_cannot_open_is_one_line_without_opencv_noise(site: P
     _one_line_error(done, 1, "camera 57 cannot be opened")
 
 
-def test_demo_with_config_says_the_entries_stay_in_that_state(site: Path) -> None:
-    done = _run("gate-agent", "demo", "--config", "config.toml", "--json", "--duration", "1s",
-                cwd=site, env=dict(os.environ, TMPDIR=str(site)))
-    assert done.returncode == 0, done.stderr
-    last = json.loads(done.stdout.splitlines()[-1])
-    assert last["type"] == "note" and last["text"].startswith("finished:")
-    assert f"they stay in {site / 'state'}" in last["text"]
-    assert "removed" not in last["text"]
+def test_demo_with_config_keeps_that_state_and_counts_only_its_own_scans(site: Path) -> None:
+    def summary() -> str:
+        done = _run("gate-agent", "demo", "--config", "config.toml", "--json", "--duration",
+                    "3s", cwd=site, env=dict(os.environ, TMPDIR=str(site)))
+        assert done.returncode == 0, done.stderr
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        scans = sum(1 for line in lines if line["type"] == "decision")
+        text: str = lines[-1]["text"]
+        assert lines[-1]["type"] == "note" and scans >= 1
+        assert text.startswith(f"finished: {scans} scans recorded"), text
+        assert f"they stay in {site / 'state'}" in text and "removed" not in text
+        return text
+
+    summary()
+    summary()  # its state already holds the first run's scans: not counted again
 
 
 def test_watch_shows_the_nested_status_fields_as_words(

@@ -206,7 +206,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         stop = _stop_on_signals()
         try:
             daemon.open()
-            assert daemon.controller is not None
+            assert daemon.controller is not None and daemon.entry_log is not None
+            seq_before = daemon.entry_log.status().last_seq  # a --config state has a past
             if own is None:  # the revoked courier, through the same path as the centre's lists
                 daemon.controller.submit(
                     Inbound("revocations_full", kit.revocation_list(1, time.time()))
@@ -214,7 +215,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             daemon.start()
             view.start(daemon.controller.status)
             code = daemon.serve(stop)
-            view.note(_demo_summary(daemon, online=mqtt is not None,
+            view.note(_demo_summary(daemon, online=mqtt is not None, after_seq=seq_before,
                                     kept_in=config.state.dir if own is not None else None))
         finally:
             daemon.shutdown()
@@ -222,11 +223,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
-def _demo_summary(daemon: Daemon, online: bool, kept_in: Path | None = None) -> str:
+def _demo_summary(daemon: Daemon, online: bool, after_seq: int = 0,
+                  kept_in: Path | None = None) -> str:
     """What the person watching should take away, said before the throwaway state goes
-    (``kept_in``: the state is the --config file's own, and stays)."""
+    (``kept_in``: the state is the --config file's own, and stays; only this run's scans,
+    those after ``after_seq``, are counted)."""
     assert daemon.entry_log is not None
-    scans = [e.event for e in daemon.entry_log.history() if e.event.get("kind") == "scan"]
+    scans = [e.event for e in daemon.entry_log.history()
+             if e.event.get("kind") == "scan" and e.seq > after_seq]
     granted = sum(1 for event in scans if event.get("granted"))
     backlog = daemon.entry_log.backlog
     where = ("all sent to the broker" if online and not backlog
