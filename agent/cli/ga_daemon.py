@@ -31,6 +31,7 @@ from agent.daemon import Daemon, DaemonOptions
 from agent.errors import ConfigError, UsageError
 from agent.events import Inbound
 from agent.journal import configure_logging
+from agent.store.owner import become_state_owner
 from agent.timefmt import parse_duration
 
 LOCAL_BROKER = ("127.0.0.1", 1883)
@@ -126,6 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.exit_when_source_ends and args.source is None:
         raise UsageError("--exit-when-source-ends needs --source PATH")
+    become_state_owner(config.state.dir)
     json_out = _JsonLines() if args.json else None
     options = DaemonOptions(
         source=args.source, source_fps=args.source_fps, source_loop=args.source_loop,

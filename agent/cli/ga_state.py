@@ -20,6 +20,7 @@ from agent.errors import ConfigError, KeyFileError, UsageError
 from agent.protocol.keys import load_keyring
 from agent.protocol.revocation import parse_revocation_list
 from agent.store.entrylog import OUTBOX_FILE, Entry, EntryLog, OutboxStatus
+from agent.store.owner import become_state_owner
 from agent.store.revocations import RevocationStatus, RevocationStore
 from agent.timefmt import format_instant, parse_instant
 
@@ -89,6 +90,7 @@ def _apply(args: argparse.Namespace) -> int:
         raise ConfigError(f"trust: {exc}", str(config.path)) from None
     clock = SystemClock()
     lst = parse_revocation_list(data, keyring, clock.now())
+    become_state_owner(config.state.dir)
     with RevocationStore(config.state.dir, clock=clock) as store:
         store.apply(lst)
         print(

@@ -34,6 +34,7 @@ from agent.policy import Decision, GateContext, decide, revocations_stale
 from agent.protocol.keys import KeyRing, load_keyring
 from agent.reasons import Reason
 from agent.store.files import WriterLock, ensure_dir
+from agent.store.owner import become_state_owner
 from agent.store.replay import ReplayCache
 from agent.store.revocations import LOCK, RevocationStore
 from agent.timefmt import parse_instant
@@ -156,6 +157,7 @@ def _verify(args: argparse.Namespace) -> int:
     if (args.text is None) == (not args.image):
         raise UsageError("give exactly one of TEXT, - (stdin) or --image FILE")
     config = config_from_args(args)
+    become_state_owner(config.state.dir)
     clock: Clock = (
         FixedClock(parse_instant(args.at, require_zone=True)) if args.at else SystemClock()
     )
