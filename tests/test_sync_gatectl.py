@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import threading
 import time
 from pathlib import Path
 
@@ -33,6 +34,28 @@ def test_watch_shows_the_retained_status_of_a_gate(
         assert line["door"] == "locked"
         assert gatectl.main(["watch", "s1", "--broker", broker.url, "--count", "1"]) == 0
         assert "s1/g1 status online door=locked" in capsys.readouterr().out
+    finally:
+        sync.stop()
+
+
+def test_watch_shows_a_gate_asking_for_a_full_list(
+        broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sync = SyncService(broker_settings(broker.url), "s1", "g1", make_outbox(tmp_path),
+                       queue.SimpleQueue().put, lambda: {"door": "locked"})
+    sync.start()
+    codes: list[int] = []
+    watcher = threading.Thread(target=lambda: codes.append(gatectl.main(
+        ["watch", "s1", "--broker", broker.url, "--count", "2", "--duration", "20s"])))
+    try:
+        watcher.start()
+        while watcher.is_alive():  # the request is not retained: repeat until watch saw one
+            if sync.connected:
+                sync.request_resync("delta base 4 does not follow version 3", 3)
+            watcher.join(0.2)
+        assert codes == [0]
+        out = capsys.readouterr().out
+        assert ("s1/g1 asks for a full revocation list: delta base 4 does not follow "
+                "version 3 (has version 3)") in out
     finally:
         sync.stop()
 

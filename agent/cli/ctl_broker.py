@@ -305,7 +305,7 @@ def _watch(args: argparse.Namespace) -> int:
 def _show(topic: str, payload: bytes, retained: bool, as_json: bool) -> None:
     parts = topic.split("/")
     site, gate = (parts[2], parts[3]) if len(parts) > 3 else ("?", "?")
-    kind = {"events": "event", "status": "status"}.get(parts[-1], "result")
+    kind = {"events": "event", "status": "status", "resync": "resync"}.get(parts[-1], "result")
     try:
         body: Any = json.loads(payload) if payload else {}
     except ValueError:
@@ -325,6 +325,9 @@ def _show(topic: str, payload: bytes, retained: bool, as_json: bool) -> None:
     elif kind == "status":
         state = "online" if body.get("online") else "OFFLINE"
         line = f"{ts} {where} status {state} {_status_extras(body)}".rstrip()
+    elif kind == "resync":
+        line = (f"{ts} {where} asks for a full revocation list: {body.get('reason')} "
+                f"(has version {body.get('have_version')})")
     else:
         line = (f"{ts} {where} result {body.get('id')} "
                 f"{'ok' if body.get('ok') else 'refused'} {body.get('reason')}")

@@ -72,7 +72,8 @@ def client_id(site: str, gate: str) -> str:
 
 
 def watch_filters(target: str | None) -> list[str]:
-    """Topic filters for ``gatectl watch [SITE[/GATE]]`` (events, status, results).
+    """Topic filters for ``gatectl watch [SITE[/GATE]]`` (events, status, command results,
+    and gates asking for a full revocation list).
 
     ``SITE/*`` is every gate of a site, as for commands. ValueError for any other shape:
     a wildcard or a third level would watch something else, or nothing, silently.
@@ -89,4 +90,4 @@ def watch_filters(target: str | None) -> list[str]:
                    or (gate != "+" and set("+#*") & set(gate))):
         raise ValueError(f"target {target!r} is not SITE, SITE/GATE or SITE/*")
     base = f"{ROOT}/{site}/{gate}"
-    return [f"{base}/events", f"{base}/status", f"{base}/cmd/result"]
+    return [f"{base}/events", f"{base}/status", f"{base}/cmd/result", f"{base}/resync"]
