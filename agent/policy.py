@@ -75,6 +75,8 @@ def decide(
     clock_trusted: bool = True,
 ) -> Decision:
     """Grant only what can be proven valid here and now; any doubt is a denial."""
+    if not text.strip():  # an empty line from a scanner or from `verify -`
+        return Decision(False, Reason.NO_CODE, None, None, "nothing was read")
     try:
         scanned = read_scanned(text)
     except ProtocolError as exc:

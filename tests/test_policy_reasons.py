@@ -58,11 +58,17 @@ def test_crafted_credential_with_valid_signature_is_ok(kit: Kit) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "hello", "QM1:", "QM1:!!!!", "QM1:0EC", "QP1:0EC", "x" * 5000, "QM1:" + "A" * 2000],
+    ["hello", "QM1:", "QM1:!!!!", "QM1:0EC", "QP1:0EC", "x" * 5000, "QM1:" + "A" * 2000],
 )
 def test_malformed_text(kit: Kit, text: str) -> None:
     d = kit.decide(text)
     assert (d.granted, d.reason, d.sub, d.cti) == (False, Reason.MALFORMED, None, None)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\r\n"])
+def test_nothing_read_is_no_code(kit: Kit, text: str) -> None:
+    d = kit.decide(text)
+    assert (d.granted, d.reason, d.sub, d.cti) == (False, Reason.NO_CODE, None, None)
 
 
 def test_malformed_duplicate_claim_is_refused_not_last_wins(kit: Kit) -> None:
