@@ -11,10 +11,14 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-def parse_duration(text: str) -> float:
-    """``"90s"``, ``"10m"``, ``"12h"``, ``"7d"`` or plain seconds -> seconds."""
+def parse_duration(text: str, *, require_unit: bool = False) -> float:
+    """``"90s"``, ``"10m"``, ``"12h"``, ``"7d"`` or plain seconds -> seconds.
+
+    ``require_unit`` refuses a bare number where people think in hours or minutes
+    (a credential's ``--ttl 12`` would otherwise be twelve seconds).
+    """
     match = _DURATION.match(text)
-    if not match:
+    if not match or (require_unit and not match.group(2)):
         raise UsageError(
             f"duration {text!r} is not understood: use a number with s, m, h or d, e.g. 10m or 12h"
         )

@@ -189,6 +189,8 @@ def test_revocation_list_from_gatectl_revokes_at_the_gate(
          "SITE/GATE"),
         ("gatectl", ["credential", "issue", "--key", "KEY", "--sub", "C1", "--scope", "a",
                      "--ttl", "forever"], "duration"),
+        ("gatectl", ["credential", "issue", "--key", "KEY", "--sub", "C1", "--scope", "a",
+                     "--ttl", "12"], "use a number with s, m, h or d"),  # not 12 seconds
         ("gatectl", ["credential", "issue", "--key", "missing.key", "--sub", "C1", "--scope",
                      "a"], "does not exist"),
         ("gatectl", ["present", "--credential", "QM1:0EC", "--holder-key", "KEY"],

@@ -178,7 +178,7 @@ def _open(args: argparse.Namespace) -> int:
 
 
 def _mode(args: argparse.Namespace) -> int:
-    duration = int(parse_duration(args.duration)) if args.duration else None
+    duration = int(parse_duration(args.duration, require_unit=True)) if args.duration else None
     return _send_command(args, "mode", mode=args.mode, duration_s=duration)
 
 
@@ -195,7 +195,8 @@ def _send_command(args: argparse.Namespace, action: str, **fields: Any) -> int:
     key = load_signing_key(key_path)
     try:
         cmd = make_command(action, args.target, now=time.time(),
-                           ttl_s=max(1, int(parse_duration(args.ttl))), **fields)
+                           ttl_s=max(1, int(parse_duration(args.ttl, require_unit=True))),
+                           **fields)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     site_only = cmd.gate == "*"

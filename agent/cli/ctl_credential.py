@@ -84,7 +84,7 @@ def _issue(args: argparse.Namespace) -> int:
         sub=args.sub,
         scope=args.scope,
         not_before=parse_instant(args.not_before, require_zone=True) if args.not_before else now,
-        ttl_s=parse_duration(args.ttl),
+        ttl_s=parse_duration(args.ttl, require_unit=True),
         now=now,
         holder_pub=load_public_key(args.holder_pub) if args.holder_pub else None,
     )
