@@ -316,6 +316,8 @@ class Controller:
             "scan", now, granted=granted, reason=reason.value, sub=decision.sub,
             cti=decision.cti, method=scan.method, door="unlocked" if pulse else "none",
         )
+        if self.parts.trust is not None:  # on_untrusted_clock = "allow": the centre sees it
+            event["clock_trusted"] = self.parts.trust.trusted
         entry = self._append(event) if record else None
         self._scan_entry = entry
         if record and entry is None:
@@ -400,10 +402,8 @@ class Controller:
         name = alarm.kind.removesuffix("_clear")
         if alarm.kind.endswith("_clear"):
             self._alarms.pop(name, None)
-        elif alarm.kind != "forced":
-            self._alarms[name] = format_instant(alarm.at)
         else:
-            self._alarms["forced"] = format_instant(alarm.at)
+            self._alarms[name] = format_instant(alarm.at)
         log.warning("door alarm %s: %s", alarm.kind, alarm.detail)
         event = self._event(
             "alarm", alarm.at, granted=False, reason=alarm.kind, sub=None, cti=None,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from agent.events import DoorInput, Inbound, Scan
+from agent.timekeeper import Timekeeper
 from tests.controller_support import Rig, controller_rig
 
 
@@ -210,3 +213,17 @@ def test_an_error_locks_a_pulse_but_keeps_the_fire_hold(tmp_path: Path) -> None:
         rig.controller.process(DoorInput("fire_clear", rig.clock.now()))
         assert not rig.door.unlocked
         assert rig.controller.errors == 2
+
+
+@pytest.mark.parametrize(("policy", "reason", "pulsed"), [("deny", "clock_untrusted", False),
+                                                            ("allow", "ok", True)])
+def test_an_unsynchronised_clock_denies_or_is_recorded_as_untrusted(
+    tmp_path: Path, policy: str, reason: str, pulsed: bool
+) -> None:
+    with controller_rig(tmp_path, policy={"on_untrusted_clock": policy}) as rig:
+        rig.controller.parts.trust = Timekeeper(rig.clock, probe=lambda: False)
+        now = rig.clock.now()
+        rig.controller.process(Scan(rig.kit.valid_code("C-1", now), "sim", now, 0.0))
+        (row,) = rig.rows()
+        assert (row["reason"], row["clock_trusted"]) == (reason, False)
+        assert rig.relay_went_high() is pulsed
