@@ -12,8 +12,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agent.config import Config
@@ -29,14 +29,18 @@ class CheckResult:
     status: Status
     detail: str
     hint: str = ""
+    # What the check measured or read, for --json (the scanner: device, text, decoder, ms).
+    data: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.status != "fail"
 
     def to_json(self) -> dict[str, Any]:
-        return {"check": self.name, "status": self.status, "ok": self.ok,
-                "detail": self.detail, "hint": self.hint}
+        out: dict[str, Any] = {"check": self.name, "status": self.status, "ok": self.ok,
+                               "detail": self.detail, "hint": self.hint}
+        out.update((k, v) for k, v in self.data.items() if k not in out)
+        return out
 
 
 @dataclass
@@ -44,7 +48,8 @@ class CheckOptions:
     ask: Ask | None = None  # None: cannot ask (no TTY) -> the relay click is skipped
     assume_yes: bool = False  # --yes: click without asking
     pins: Literal["env", "mock", "native"] = "env"
-    camera_seconds: float = 5.0
+    scan_seconds: float = 5.0  # how long the scanner check waits for a code
+    prompt: Callable[[str], None] | None = None  # tells the installer when to show the card
     broker_timeout_s: float = 8.0
     clock_probe: Callable[[], bool | None] | None = None
 
@@ -183,50 +188,14 @@ def check_inputs(config: Config, factory: Any) -> CheckResult:
 
 
 def check_scanner(config: Config, options: CheckOptions) -> CheckResult:
+    from agent.check_scanner import check_camera, check_serial
+
     kind = config.scanner.kind
     if kind == "none":
         return CheckResult("scanner", "skip", "scanner.kind = none", "")
     if kind == "serial":
-        import serial
-
-        try:
-            port = serial.Serial(config.serial.port, config.serial.baud, timeout=0.5)
-        except (serial.SerialException, OSError) as exc:
-            return CheckResult("scanner", "fail", f"{config.serial.port}: {exc}",
-                               "check the cable, serial.port (ls /dev/ttyACM* /dev/ttyUSB*) "
-                               "and that the user is in the dialout group")
-        port.close()
-        return CheckResult("scanner", "pass", f"{config.serial.port} opens at "
-                           f"{config.serial.baud} baud", "scan a code: gate-agent decode")
-    return _check_camera(config, options)
-
-
-def _check_camera(config: Config, options: CheckOptions) -> CheckResult:
-    from hw.camera import CameraSource
-    from hw.decoders import make_decoder
-
-    texts: list[str] = []
-    source = CameraSource(config.camera, config.scanner, make_decoder(config.camera.decoder))
-    source.start(lambda text, _m: texts.append(text))
-    try:
-        deadline = time.monotonic() + options.camera_seconds
-        while time.monotonic() < deadline and not texts:
-            time.sleep(0.1)
-        status = source.status()
-    finally:
-        source.stop(2.0)
-    frames = status.get("frames", 0)
-    if not frames:
-        return CheckResult("scanner", "fail", f"camera {config.camera.device!r} gave no frames "
-                           f"({status.get('last_error')})", "check camera.device (ls /dev/video*),"
-                           " the cable, and that the user is in the video group")
-    if not texts:
-        return CheckResult("scanner", "fail", f"camera gives frames ({frames}) but read no code "
-                           f"in {options.camera_seconds:g} s", "hold a test card (gatectl "
-                           "credential issue --qr card.png, printed) at the reader; aim with "
-                           "gate-agent decode --camera")
-    return CheckResult("scanner", "pass", f"camera read a code ({len(texts[0])} characters) "
-                       f"from {frames} frames")
+        return check_serial(config, options)
+    return check_camera(config, options)
 
 
 def check_broker(config: Config, options: CheckOptions) -> CheckResult:

@@ -251,6 +251,12 @@ def _ask(question: str) -> bool:
     return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
+def _tell(message: str) -> None:
+    """When to show the card: on stderr, so --json stdout stays one object per check."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
 def _show(result: CheckResult, as_json: bool) -> None:
     if as_json:
         emit_json(result.to_json())
@@ -286,7 +292,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.config_only:
         return EXIT_OK
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
-    options = CheckOptions(ask=_ask if interactive else None, assume_yes=args.yes)
+    options = CheckOptions(ask=_ask if interactive else None, assume_yes=args.yes,
+                           prompt=_tell)
     failed = False
     for result in run_checks(config, options):
         _show(result, args.json)
