@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout too
 
-CARD_PREFIX = "GATE-AGENT-TEST-CARD"
-# Alphanumeric QR mode like a real pass (QM1: + base45); ~300 characters -> version 10.
-CARD_TEXT = CARD_PREFIX + ":" + "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:" * 6
+# One card for this script and `gate-agent check` (which names it when it reads it).
+from agent.check_scanner import TEST_CARD_PREFIX as CARD_PREFIX
+from agent.check_scanner import TEST_CARD_TEXT as CARD_TEXT
 
 
 def make_card(path: Path) -> int:
