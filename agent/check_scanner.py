@@ -232,7 +232,8 @@ def check_serial(config: Config, options: CheckOptions) -> CheckResult:
     source = SerialSource(config.serial, config.scanner, MAX_QR_TEXT + 2)  # as the daemon
     source.start(first)
     try:
-        started = _wait_running(source, first, time.monotonic() + seconds)
+        # The probe just opened it: a few seconds to reopen, apart from the scan window.
+        started = _wait_running(source, first, time.monotonic() + 3.0)
         if started is not None:
             _say(options, f"scanner: scan the test card at the scanner on {port} now "
                           f"(up to {seconds:g} s)")

@@ -144,7 +144,7 @@ def test_camera_without_a_code_in_view_fails_with_what_to_do(tmp_path: Path) -> 
 
 def test_dark_picture_says_lens_cap_or_light(tmp_path: Path) -> None:
     dark = _clip(tmp_path, "dark.avi", [np.full((480, 640), 6, np.uint8)] * 4)
-    result = _scanner(_camera_config(tmp_path, str(dark)), seconds=1.0)
+    result = _scanner(_camera_config(tmp_path, str(dark)), seconds=2.0)
     assert result.status == "fail"
     assert "nearly black" in result.hint and "lens cap" in result.hint
 
