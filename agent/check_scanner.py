@@ -151,6 +151,11 @@ def check_camera(config: Config, options: CheckOptions) -> CheckResult:
         source.stop(2.0)
     frames = _count(status.get("frames"))
     data["frames"] = frames
+    if not frames and config.camera.backend == "picamera2":
+        return CheckResult("scanner", "fail", f"CSI camera gives no picture "
+                           f"({status.get('last_error') or 'no frame arrived'})",
+                           "check the ribbon cable (contacts facing the right way) and that "
+                           "`rpicam-hello` shows a picture; stop the running gate first", data)
     if not frames:
         cause, hint = camera_open_problem(device, status.get("last_error"))
         return CheckResult("scanner", "fail", f"camera {device!r} gives no picture: {cause}",
