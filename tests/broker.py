@@ -3,8 +3,10 @@
 Use the ``broker`` fixture (registered via ``pytest_plugins`` in conftest) or build a
 ``Broker`` yourself for special configs (ACLs, TLS). ``stop()`` is a clean SIGTERM,
 ``kill()`` a SIGKILL (no autosave: whatever the broker had in memory is gone), and
-``start()`` brings it back on the same port. A missing mosquitto skips locally and
-fails under CI=true (``tests.conftest.require``).
+``start()`` brings it back on the same port. For TLS, put the listener's ``certfile``,
+``cafile`` ... in ``listener_options`` and pass ``tls=True`` so ``url`` is ``mqtts://``;
+those options come after the fixture's defaults and override them. A missing mosquitto
+skips locally and fails under CI=true (``tests.conftest.require``).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class Broker:
     """One mosquitto process; restartable on the same port."""
 
     def __init__(self, workdir: Path, *, extra_config: str = "", port: int | None = None,
-                 listener_options: str = "allow_anonymous true") -> None:
+                 listener_options: str = "allow_anonymous true", tls: bool = False) -> None:
         exe = mosquitto_path()
         require(exe is not None, "mosquitto", "apt-get install mosquitto (or scripts/bootstrap.sh)")
         assert exe is not None
@@ -63,15 +65,18 @@ class Broker:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
+        self.tls = tls  # listener_options make the listener TLS; this only names the scheme
         self.conf = workdir / "mosquitto.conf"
         self.log = workdir / "mosquitto.log"
+        # Defaults first, so a caller's options (say, a config from the docs) override them.
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            f"{listener_options}\n"
             "persistence false\n"
+            f"persistence_location {workdir}/\n"
             "set_tcp_nodelay true\n"
             "max_queued_messages 0\n"
             "max_inflight_messages 0\n"
+            f"listener {self.port} 127.0.0.1\n"
+            f"{listener_options}\n"
             f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             # Started as root, mosquitto drops to its own user and can then read nothing
@@ -84,7 +89,7 @@ class Broker:
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
 
     @property
     def running(self) -> bool:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,14 +34,17 @@ class Subscriber:
     """A plain paho client that records every message it gets (topic, payload, retain)."""
 
     def __init__(self, url: str, filters: list[str], client_id: str = "",
-                 username: str | None = None, password: str | None = None) -> None:
-        host, port = url.removeprefix("mqtt://").split(":")
+                 username: str | None = None, password: str | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
+        host, port = url.split("://")[-1].split(":")
         self.messages: list[tuple[str, bytes, bool]] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         if username:
             self.client.username_pw_set(username, password)
+        if tls is not None:
+            self.client.tls_set_context(tls)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_connect = lambda c, *a: c.subscribe([(f, 1) for f in filters])
@@ -108,10 +112,11 @@ class CentreStore:
 class AckingCentre(Subscriber):
     """A subscriber that acknowledges stored events on ``.../events/ack`` (QoS 1)."""
 
-    def __init__(self, url: str, events_topic: str, store: CentreStore) -> None:
+    def __init__(self, url: str, events_topic: str, store: CentreStore,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.store = store
         self.ack_topic = events_topic + "/ack"
-        super().__init__(url, [events_topic])
+        super().__init__(url, [events_topic], tls=tls)
 
     def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
         super()._on_message(client, userdata, msg)

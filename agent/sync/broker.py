@@ -48,6 +48,9 @@ class BrokerSettings:
             cafile=str(self.ca_file) if self.ca_file else None
         )
         context.minimum_version = ssl.TLSVersion.TLSv1_2
+        # Python 3.13 turns this on by default; set it here so a CA certificate that
+        # lacks what strict X.509 wants (keyUsage) fails today, not after an OS upgrade.
+        context.verify_flags |= ssl.VERIFY_X509_STRICT
         if self.cert_file:
             context.load_cert_chain(
                 str(self.cert_file), str(self.key_file) if self.key_file else None

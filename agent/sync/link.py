@@ -95,6 +95,9 @@ class Link:
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
+        # paho reports why a read failed (TLS error, reset) only in its log: keep the last.
+        client.on_log = self._handle_log
+        self._last_error = ""
         self._client = client
         self._started = False
 
@@ -151,10 +154,15 @@ class Link:
             LinkSignal("connack", self.generation, ok=not reason.is_failure, reason=str(reason))
         )
 
+    def _handle_log(self, _c: paho.Client, _u: Any, level: int, message: str) -> None:
+        if level == paho.MQTT_LOG_ERR:
+            self._last_error = message  # read by _handle_disconnect, same thread
+
     def _handle_disconnect(
         self, _c: paho.Client, _u: Any, _flags: Any, reason: ReasonCode, _p: Any
     ) -> None:
-        self._signal(LinkSignal("lost", self.generation, reason=str(reason)))
+        why = f"{reason}; {self._last_error}" if self._last_error else str(reason)
+        self._signal(LinkSignal("lost", self.generation, reason=why))
 
     def _handle_publish(
         self, _c: paho.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any

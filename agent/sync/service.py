@@ -257,8 +257,16 @@ class SyncService:
                     # A refused CONNACK is NOT connected (bad credentials, ACL, ...).
                     return item.ok, f"broker refused the connection: {item.reason}"
                 if item.kind == "lost":
-                    return False, f"connection closed before CONNACK: {item.reason}"
+                    return False, f"connection closed before CONNACK: {item.reason}{self._hint()}"
         return False, "stopping"
+
+    def _hint(self) -> str:
+        """Why a TLS broker hangs up before CONNACK: it refused the client certificate."""
+        if not self.settings.tls:
+            return ""
+        return (" (a TLS broker closes the connection like this when it refuses the gate's "
+                "client certificate: check that mqtt.cert_file and key_file are this gate's "
+                "and were issued by the CA the broker trusts for clients)")
 
     def _serve(self, link: Link) -> None:
         self.connects += 1
