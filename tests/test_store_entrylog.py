@@ -158,3 +158,16 @@ def test_read_only_log_reads_and_missing_log_is_a_clear_error(
         with pytest.raises(StateError, match="read-only"):
             reader.append(scan())
         reader.close()
+
+
+def test_appends_stay_fully_synchronous_after_an_acknowledgement(tmp_path: Path) -> None:
+    """Acks skip their own fsync (a lost ack only resends); appends must never."""
+    log = EntryLog(tmp_path)
+    try:
+        first = log.append({"kind": "scan"})
+        assert log.ack([first.seq]) == 1
+        log.append({"kind": "scan"})
+        assert log._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert log.backlog == 1
+    finally:
+        log.close()

@@ -1,6 +1,7 @@
 """Power-cut simulation: a writer SIGKILLed at random moments loses nothing it confirmed.
 
-A child process appends entries and installs revocation lists (full and delta, with
+A child process appends entries (acknowledging older ones as the drain does) and installs
+revocation lists (full and delta, with
 journal compaction) as fast as it can, printing each ``seq`` after ``append`` returned
 and each list version before and after ``apply``. The parent kills it with SIGKILL at a
 random moment, then checks that every file loads without a problem, every printed seq
@@ -64,6 +65,8 @@ def child(state_dir: Path) -> None:
         out.write(f"seq {entry.seq}\n")
         out.flush()
         count += 1
+        if count % 4 == 0:  # the drain acknowledges older rows between appends
+            log.ack(range(max(1, entry.seq - 6), entry.seq - 2))
         if count % 15 == 0:
             version = (store.version or 0) + 1
             out.write(f"applying {version}\n")
