@@ -15,7 +15,7 @@ import numpy as np
 from agent.config import CameraSection, ScannerSection
 from agent.errors import HardwareError
 from hw.decoders import Decoder
-from hw.frames import ChangeGate, FrameLoop, FramePipeline, OnCode, OnScan, adapt_on_code
+from hw.frames import ChangeGate, FrameLoop, FramePipeline, LoopSource
 
 # Consecutive failed reads before a camera is considered gone and reopened.
 MAX_FAILED_READS = 30
@@ -112,7 +112,7 @@ def open_camera_reader(camera: CameraSection) -> OpenCVCamera | Picamera2Camera:
     return OpenCVCamera(camera)
 
 
-class CameraSource:
+class CameraSource(LoopSource):
     """CodeSource for a live camera (method ``"camera"``)."""
 
     method = "camera"
@@ -135,16 +135,3 @@ class CameraSource:
             reopen=True,
             backoff_s=backoff_s,
         )
-
-    def start(self, on_code: OnCode) -> None:
-        self._loop.start(adapt_on_code(on_code))
-
-    def start_scans(self, on_scan: OnScan) -> None:
-        """Like :meth:`start`, but hands over full Scan events (``mono`` = frame capture time)."""
-        self._loop.start(on_scan)
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self._loop.stop(timeout)
-
-    def status(self) -> dict[str, object]:
-        return self._loop.status()

@@ -368,3 +368,28 @@ class FrameLoop:
         if self.state != "reopening":
             self.state = "finished" if not self._stop.is_set() else "stopped"
         self.finished.set()
+
+
+class LoopSource:
+    """agent.ports.CodeSource over a :class:`FrameLoop`: what the camera and the
+    simulated source share (subclasses build ``_loop``)."""
+
+    _loop: FrameLoop
+
+    @property
+    def finished(self) -> threading.Event:
+        """Set once a finite source has played and decoded its last frame."""
+        return self._loop.finished
+
+    def start(self, on_code: OnCode) -> None:
+        self._loop.start(adapt_on_code(on_code))
+
+    def start_scans(self, on_scan: OnScan) -> None:
+        """Like :meth:`start`, but hands over full Scan events (``mono`` = frame capture time)."""
+        self._loop.start(on_scan)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._loop.stop(timeout)
+
+    def status(self) -> dict[str, object]:
+        return self._loop.status()

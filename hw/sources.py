@@ -6,7 +6,6 @@ camera (change gate, grayscale decode, de-duplication); only the reader differs.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import numpy as np
 from agent.config import ScannerSection
 from agent.errors import HardwareError
 from hw.decoders import Decoder
-from hw.frames import ChangeGate, FrameLoop, FramePipeline, OnCode, OnScan, adapt_on_code
+from hw.frames import ChangeGate, FrameLoop, FramePipeline, LoopSource
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -101,7 +100,7 @@ def open_file_reader(path: Path, loop: bool) -> VideoFileReader | ImageFolderRea
     raise HardwareError(f"{path} does not exist: give a video file or a folder of images")
 
 
-class SimulatedSource:
+class SimulatedSource(LoopSource):
     """CodeSource playing a file or folder at ``fps`` (method ``"sim"``).
 
     ``finished`` is set when a non-looping source has played and decoded its last frame.
@@ -124,20 +123,3 @@ class SimulatedSource:
         self._loop = FrameLoop(
             open_file_reader(path, loop), pipeline, self.method, "sim", pace_fps=fps
         )
-
-    @property
-    def finished(self) -> threading.Event:
-        return self._loop.finished
-
-    def start(self, on_code: OnCode) -> None:
-        self._loop.start(adapt_on_code(on_code))
-
-    def start_scans(self, on_scan: OnScan) -> None:
-        """Like :meth:`start`, but hands over full Scan events (``mono`` = frame capture time)."""
-        self._loop.start(on_scan)
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self._loop.stop(timeout)
-
-    def status(self) -> dict[str, object]:
-        return self._loop.status()
