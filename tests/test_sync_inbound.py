@@ -42,14 +42,15 @@ BASE = f"gate/v1/{SITE}/{GATE}"
 class Gate:
     """Controller stand-in: verifies and applies what the sync delivers."""
 
-    def __init__(self, tmp: Path, broker: Broker, ops: OpsKeys) -> None:
+    def __init__(self, tmp: Path, broker: Broker, ops: OpsKeys, gate_id: str = GATE) -> None:
         self.ops = ops
+        self.gate_id = gate_id
         self.inbound: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self.replay = ReplayCache(tmp / "state")
         self.revocations = RevocationStore(tmp / "state")
         self.commands: list[str] = []
         self.lists: list[tuple[str, str]] = []
-        self.sync = SyncService(broker_settings(broker.url), SITE, GATE, make_outbox(tmp / "st"),
+        self.sync = SyncService(broker_settings(broker.url), SITE, gate_id, make_outbox(tmp / "st"),
                                 self.inbound.put, lambda: {}, reconnect_max_s=0.5)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="controller")
@@ -80,7 +81,8 @@ class Gate:
 
     def _command(self, payload: bytes) -> None:
         try:
-            cmd = parse_command(payload, self.ops.keyring, SITE, GATE, time.time(), self.replay)
+            cmd = parse_command(payload, self.ops.keyring, SITE, self.gate_id, time.time(),
+                                self.replay)
         except CommandRefused as exc:
             self.sync.publish_result(exc.cmd_id or "", False, exc.reason, exc.detail)
             return
@@ -139,6 +141,22 @@ def test_gatectl_resync_and_resend_reach_the_gate_and_a_bad_range_is_a_usage_err
     err = capsys.readouterr().err.strip()
     assert err.startswith("gatectl: ") and "\n" not in err and "resend" in err
     assert gate.commands == ["resync", "resend", "7..9"]
+
+
+def test_a_site_wide_mode_reports_every_gate_that_answers(
+        gate: Gate, broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = Gate(tmp_path / "south", broker, gate.ops, gate_id="south-2")
+    other.start()
+    try:
+        assert gatectl.main(["mode", f"{SITE}/*", "lockdown", "--for", "30m", "--wait", "3",
+                             "--json", "--key", str(gate.ops.key_file),
+                             "--broker", broker.url]) == 0
+        results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert sorted(r["gate"] for r in results) == [GATE, "south-2"]
+        assert all(r["ok"] is True for r in results)
+        assert gate.commands == other.commands == ["mode"]
+    finally:
+        other.stop()
 
 
 def test_bad_commands_are_refused_with_their_reason(gate: Gate, broker: Broker,

@@ -210,30 +210,38 @@ def _send_command(args: argparse.Namespace, action: str, **fields: Any) -> int:
         if args.wait <= 0:
             _report(args, {"id": cmd.id, "ok": None, "reason": "sent", "target": cmd.target})
             return EXIT_OK
-        result = _await_result(session, cmd.id, args.wait)
-    if result is None:
+        # One gate answers once; a site-wide command waits the whole --wait for every gate.
+        results = _await_results(session, cmd.id, args.wait, first_only=not site_only)
+    if not results:
         _report(args, {"id": cmd.id, "ok": False, "reason": "timeout", "target": cmd.target,
-                       "detail": f"no result from the gate within {args.wait:g} s "
-                                 "(is it online? see gatectl watch)"})
+                       "detail": f"no result from {'any gate' if site_only else 'the gate'} "
+                                 f"within {args.wait:g} s (is it online? see gatectl watch)"})
         return EXIT_NO
-    _report(args, result)
-    return EXIT_OK if result.get("ok") is True else EXIT_NO
+    for result in results:
+        _report(args, result)
+    return EXIT_OK if all(r.get("ok") is True for r in results) else EXIT_NO
 
 
-def _await_result(session: CtlSession, cmd_id: str, wait_s: float) -> dict[str, Any] | None:
+def _await_results(
+    session: CtlSession, cmd_id: str, wait_s: float, *, first_only: bool
+) -> list[dict[str, Any]]:
+    """The gates' results for ``cmd_id`` (one per gate) that arrive within ``wait_s``."""
     deadline = time.monotonic() + wait_s
+    results: dict[str, dict[str, Any]] = {}
     while (remaining := deadline - time.monotonic()) > 0:
         try:
-            _topic, payload, _retained = session.messages.get(timeout=remaining)
+            topic, payload, _retained = session.messages.get(timeout=remaining)
         except queue.Empty:
-            return None
+            break
         try:
             body = json.loads(payload)
         except ValueError:
             continue
         if isinstance(body, dict) and body.get("id") == cmd_id:
-            return body
-    return None
+            results.setdefault(topic, body)
+            if first_only:
+                break
+    return list(results.values())
 
 
 def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
