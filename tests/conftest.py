@@ -8,9 +8,13 @@ a missing install step can never hide behind a skip.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from hw.pins import make_pin_factory
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -28,3 +32,14 @@ def require(available: bool, what: str, install_hint: str) -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture
+def factory() -> Iterator[Any]:
+    """A fresh gpiozero MockFactory per test, reset and closed after it (no shared pins)."""
+    f = make_pin_factory("mock")
+    try:
+        yield f
+    finally:
+        f.reset()
+        f.close()

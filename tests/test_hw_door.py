@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,17 +12,6 @@ from gpiozero.pins.mock import MockPin
 
 from agent.config import DoorSection
 from hw.door import RelayDoor, force_locked
-from hw.pins import make_pin_factory
-
-
-@pytest.fixture
-def factory() -> Iterator[Any]:
-    f = make_pin_factory("mock")
-    try:
-        yield f
-    finally:
-        f.reset()
-        f.close()
 
 
 def _levels(pin: Any) -> list[bool]:

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from agent.config import IndicatorsSection
 from agent.reasons import DenialClass
 from hw.indicators import PATTERNS, LedIndicators, NullIndicators, Step, make_indicators
-from hw.pins import make_pin_factory
 
 IND = IndicatorsSection(green_pin=5, red_pin=6, buzzer_pin=13)
-
-
-@pytest.fixture
-def factory() -> Iterator[Any]:
-    f = make_pin_factory("mock")
-    try:
-        yield f
-    finally:
-        f.reset()
-        f.close()
 
 
 def test_every_outcome_has_its_own_pattern() -> None:

@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from agent.config import DoorSection
 from agent.door_monitor import DoorMonitor
 from agent.events import DoorInput
 from hw.inputs import DoorInputs
-from hw.pins import make_pin_factory
-
-
-@pytest.fixture
-def factory() -> Iterator[Any]:
-    f = make_pin_factory("mock")
-    try:
-        yield f
-    finally:
-        f.reset()
-        f.close()
 
 
 class Events:
