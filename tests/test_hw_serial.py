@@ -7,7 +7,9 @@ import pty
 import threading
 import tty
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,6 +84,19 @@ def _source(device: Pty, terminator: str = "any", dedupe: float = 0.0) -> Serial
     )
 
 
+@contextmanager
+def _reading(device: Pty, **options: Any) -> Iterator[tuple[SerialSource, Got]]:
+    """A source reading ``device`` into a collector, running before the body, stopped after."""
+    got = Got()
+    source = _source(device, **options)
+    source.start(got)
+    try:
+        assert _wait_state(source, "running")
+        yield source, got
+    finally:
+        source.stop()
+
+
 def _wait_state(source: SerialSource, state: str, timeout: float = 5.0) -> bool:
     ev = threading.Event()
     for _ in range(int(timeout / 0.02)):
@@ -92,52 +107,30 @@ def _wait_state(source: SerialSource, state: str, timeout: float = 5.0) -> bool:
 
 
 def test_lines_with_any_terminator_become_scans(device: Pty) -> None:
-    got = Got()
-    source = _source(device)
-    source.start(got)
-    try:
-        assert _wait_state(source, "running")
+    with _reading(device) as (_, got):
         device.send(b"QM1:ONE\r\nQM1:TWO\rQM1:TH")
         device.send(b"REE\n")
         assert got.wait_for(3)
-    finally:
-        source.stop()
     assert got.items == [("QM1:ONE", "serial"), ("QM1:TWO", "serial"), ("QM1:THREE", "serial")]
 
 
 def test_overlong_line_is_discarded_not_buffered(device: Pty) -> None:
-    got = Got()
-    source = _source(device)
-    source.start(got)
-    try:
-        assert _wait_state(source, "running")
+    with _reading(device) as (source, got):
         device.send(b"X" * 5000 + b"\r\n" + b"QM1:AFTER\r\n")
         assert got.wait_for(1)
-    finally:
-        source.stop()
     assert got.items == [("QM1:AFTER", "serial")]
     assert source.status()["discarded"] == 1
 
 
 def test_repeated_code_within_window_is_one_scan(device: Pty) -> None:
-    got = Got()
-    source = _source(device, dedupe=5.0)
-    source.start(got)
-    try:
-        assert _wait_state(source, "running")
+    with _reading(device, dedupe=5.0) as (_, got):
         device.send(b"QM1:SAME\r\nQM1:SAME\r\nQM1:OTHER\r\n")
         assert got.wait_for(2)
-    finally:
-        source.stop()
     assert [t for t, _ in got.items] == ["QM1:SAME", "QM1:OTHER"]
 
 
 def test_unplug_is_survived_and_port_reopened(device: Pty) -> None:
-    got = Got()
-    source = _source(device)
-    source.start(got)
-    try:
-        assert _wait_state(source, "running")
+    with _reading(device) as (source, got):
         device.send(b"QM1:BEFORE\n")
         assert got.wait_for(1)
         device.unplug()
@@ -147,8 +140,6 @@ def test_unplug_is_survived_and_port_reopened(device: Pty) -> None:
         assert _wait_state(source, "running")
         device.send(b"QM1:AFTER\n")
         assert got.wait_for(2)
-    finally:
-        source.stop()
     assert [t for t, _ in got.items] == ["QM1:BEFORE", "QM1:AFTER"]
     assert int(source.status()["reopens"]) >= 1  # type: ignore[call-overload]
     assert source.status()["state"] == "stopped"
@@ -190,11 +181,7 @@ def test_line_splitter_resumes_after_an_overlong_line() -> None:
 
 
 def test_half_line_before_an_unplug_is_not_glued_to_the_next_code(device: Pty) -> None:
-    got = Got()
-    source = _source(device)
-    source.start(got)
-    try:
-        assert _wait_state(source, "running")
+    with _reading(device) as (source, got):
         device.send(b"QM1:HAL")  # the cable came out mid-code
         threading.Event().wait(0.3)  # let the reader take the partial line
         device.unplug()
@@ -203,8 +190,6 @@ def test_half_line_before_an_unplug_is_not_glued_to_the_next_code(device: Pty) -
         assert _wait_state(source, "running")
         device.send(b"QM1:AFTER\n")
         assert got.wait_for(1)
-    finally:
-        source.stop()
     assert [t for t, _ in got.items] == ["QM1:AFTER"]
 
 
