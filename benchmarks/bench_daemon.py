@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.config import config_from_mapping
-from agent.daemon import Daemon, DaemonOptions
+from agent.core.config import config_from_mapping
 from agent.demo.clip import Shot, write_clip
 from agent.demo.kit import make_kit
+from agent.runtime.daemon import Daemon, DaemonOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 

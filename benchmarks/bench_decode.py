@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.config import ScannerSection  # noqa: E402
+from agent.core.config import ScannerSection  # noqa: E402
 from hw import render  # noqa: E402
 from hw.decoders import Decoder, PyzbarDecoder, ZxingDecoder, make_decoder  # noqa: E402
 from hw.frames import ChangeGate, FramePipeline  # noqa: E402

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import nacl.signing
 import segno
 
-from agent.policy import GateContext
+from agent.gate.policy import GateContext
 from agent.protocol import qrtext
 from agent.protocol.keys import is_acceptable_public_key, verify_signature
 from agent.protocol.presentation import read_scanned

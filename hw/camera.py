@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.config import CameraSection, ScannerSection
-from agent.errors import HardwareError
+from agent.core.config import CameraSection, ScannerSection
+from agent.core.errors import HardwareError
 from hw.decoders import Decoder
 from hw.frames import ChangeGate, FrameLoop, FramePipeline, LoopSource
 

@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from agent.errors import HardwareError
+from agent.core.errors import HardwareError
 
 DecoderKind = Literal["auto", "zxing", "pyzbar"]
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from agent.config import DoorSection
+from agent.core.config import DoorSection
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ LOCK_RETRY_S = 0.2
 
 
 class RelayDoor:
-    """agent.ports.Door on a gpiozero DigitalOutputDevice."""
+    """agent.core.ports.Door on a gpiozero DigitalOutputDevice."""
 
     def __init__(self, door: DoorSection, factory: Any, on_change: OnChange | None = None) -> None:
         from gpiozero import DigitalOutputDevice

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agent.events import Scan
+from agent.core.events import Scan
 from hw.decoders import Decoder
 
 log = logging.getLogger(__name__)
@@ -371,7 +371,7 @@ class FrameLoop:
 
 
 class LoopSource:
-    """agent.ports.CodeSource over a :class:`FrameLoop`: what the camera and the
+    """agent.core.ports.CodeSource over a :class:`FrameLoop`: what the camera and the
     simulated source share (subclasses build ``_loop``)."""
 
     _loop: FrameLoop

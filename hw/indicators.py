@@ -12,8 +12,8 @@ import logging
 import threading
 from typing import Any, NamedTuple
 
-from agent.config import IndicatorsSection
-from agent.reasons import DenialClass
+from agent.core.config import IndicatorsSection
+from agent.core.reasons import DenialClass
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class NullIndicators:
 
 
 class LedIndicators:
-    """agent.ports.Indicators on gpiozero outputs; pins that are not configured are skipped."""
+    """agent.core.ports.Indicators on gpiozero outputs; pins that are not configured are skipped."""
 
     def __init__(
         self,

@@ -4,7 +4,7 @@ Each input's meaning comes from config (which level is "open" / "pressed" / "act
 pull-ups on or off), never from code defaults. Debounce is done here, in software, on
 one worker thread: a level counts only once it has been stable for ``bounce_s`` (gpiozero's
 ``bounce_time`` differs between backends and does nothing on mock pins). What the events
-mean (forced, held) is decided by :class:`agent.door_monitor.DoorMonitor`.
+mean (forced, held) is decided by :class:`agent.gate.door_monitor.DoorMonitor`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.clock import Clock, SystemClock
-from agent.config import DoorSection
-from agent.events import DoorInput
+from agent.core.clock import Clock, SystemClock
+from agent.core.config import DoorSection
+from agent.core.events import DoorInput
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import os
 import warnings
 from typing import Any, Literal
 
-from agent.errors import HardwareError
+from agent.core.errors import HardwareError
 
 PinFactoryKind = Literal["mock", "native"]
 

@@ -13,8 +13,8 @@ import threading
 import time
 from typing import Any
 
-from agent.config import ScannerSection, SerialSection
-from agent.events import Scan
+from agent.core.config import ScannerSection, SerialSection
+from agent.core.events import Scan
 from hw.frames import Deduper, OnCode, OnScan, adapt_on_code
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.config import ScannerSection
-from agent.errors import HardwareError
+from agent.core.config import ScannerSection
+from agent.core.errors import HardwareError
 from hw.decoders import Decoder
 from hw.frames import ChangeGate, FrameLoop, FramePipeline, LoopSource
 

@@ -26,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout too
 
 # One card for this script and `gate-agent check` (which names it when it reads it).
-from agent.check_scanner import TEST_CARD_PREFIX as CARD_PREFIX
-from agent.check_scanner import TEST_CARD_TEXT as CARD_TEXT
+from agent.runtime.check_scanner import TEST_CARD_PREFIX as CARD_PREFIX
+from agent.runtime.check_scanner import TEST_CARD_TEXT as CARD_TEXT
 
 
 def make_card(path: Path) -> int:
@@ -57,7 +57,7 @@ def check_image(path: Path, decoder_kind: str) -> int:
 
 
 def check_camera(config_path: Path, seconds: float, reads: int) -> int:
-    from agent.config import load_config
+    from agent.core.config import load_config
     from hw.camera import CameraSource
     from hw.decoders import make_decoder
 

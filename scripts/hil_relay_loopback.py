@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout too
 
-from agent.config import load_config
+from agent.core.config import load_config
 from hw.door import RelayDoor, force_locked
 from hw.pins import make_pin_factory
 

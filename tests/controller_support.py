@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.clock import FixedClock
-from agent.config import config_from_mapping
-from agent.controller import Controller, Parts
+from agent.core.clock import FixedClock
+from agent.core.config import config_from_mapping
 from agent.demo.kit import DemoKit, make_kit
+from agent.gate.controller import Controller, Parts
 from agent.protocol.keys import load_keyring
 from agent.store import EntryLog, Meta, ReplayCache, RevocationStore
 from hw.door import RelayDoor

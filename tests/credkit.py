@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import nacl.signing
 
-from agent.policy import Decision, GateContext, decide
+from agent.gate.policy import Decision, GateContext, decide
 from agent.protocol.credential import issue_credential
 from agent.protocol.keys import KeyRing, TrustedKey
 from agent.protocol.presentation import present

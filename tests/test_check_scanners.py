@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.check import CheckOptions, CheckResult, check_scanner
-from agent.check_scanner import TEST_CARD_TEXT
-from agent.config import load_config
+from agent.core.config import load_config
+from agent.runtime.check import CheckOptions, CheckResult, check_scanner
+from agent.runtime.check_scanner import TEST_CARD_TEXT
 from hw.render import mjpg_available, place, qr_image, scene, write_video
 from tests.conftest import ROOT, require
 from tests.daemon_support import GATE_AGENT, gate_files

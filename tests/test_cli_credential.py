@@ -265,6 +265,7 @@ def test_verify_while_the_daemon_holds_the_state_writes_nothing_and_says_so(
 def test_verify_applies_the_stale_list_rule_as_the_daemon_does(
     gate: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from agent.core.timefmt import parse_instant
     from agent.protocol.keys import load_keyring, load_signing_key
     from agent.protocol.revocation import (
         RevocationList,
@@ -272,7 +273,6 @@ def test_verify_applies_the_stale_list_rule_as_the_daemon_does(
         sign_revocation_list,
     )
     from agent.store.revocations import RevocationStore
-    from agent.timefmt import parse_instant
 
     config = gate / "config.toml"
     config.write_text(config.read_text() + '[policy]\non_stale_revocations = "deny"\n')

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import config_from_mapping, load_config, resolve_config_path
-from agent.errors import ConfigError
+from agent.core.config import config_from_mapping, load_config, resolve_config_path
+from agent.core.errors import ConfigError
 from tests.conftest import ROOT
 
 

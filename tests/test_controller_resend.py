@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.centre import CentreHandlers
+from agent.core.events import Inbound, Scan
 from agent.demo.kit import OPS_KID
-from agent.events import Inbound, Scan
+from agent.gate.centre_handlers import CentreHandlers
 from agent.protocol.command import (
     MAX_RESEND,
     Command,
@@ -17,7 +17,7 @@ from agent.protocol.command import (
     parse_command,
     sign_command,
 )
-from agent.resend import ResendableOutbox
+from agent.store.resend import ResendableOutbox
 from tests.controller_support import Rig, controller_rig
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.events import DoorInput, Inbound, Scan
-from agent.timekeeper import Timekeeper
+from agent.core.events import DoorInput, Inbound, Scan
+from agent.gate.timekeeper import Timekeeper
 from tests.controller_support import Rig, controller_rig
 
 

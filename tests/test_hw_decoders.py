@@ -129,7 +129,7 @@ def test_exact_bytes_text_for_gs1_codes() -> None:
 
 
 def test_unknown_decoder_kind_is_a_clear_error() -> None:
-    from agent.errors import HardwareError
+    from agent.core.errors import HardwareError
 
     with pytest.raises(HardwareError, match="auto, zxing or pyzbar"):
         make_decoder("opencv")  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockPin
 
-from agent.config import DoorSection
+from agent.core.config import DoorSection
 from hw.door import RelayDoor, force_locked
 
 

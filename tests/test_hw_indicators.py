@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.config import IndicatorsSection
-from agent.reasons import DenialClass
+from agent.core.config import IndicatorsSection
+from agent.core.reasons import DenialClass
 from hw.indicators import PATTERNS, LedIndicators, NullIndicators, Step, make_indicators
 
 IND = IndicatorsSection(green_pin=5, red_pin=6, buzzer_pin=13)

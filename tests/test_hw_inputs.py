@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from agent.config import DoorSection
-from agent.door_monitor import DoorMonitor
-from agent.events import DoorInput
+from agent.core.config import DoorSection
+from agent.core.events import DoorInput
+from agent.gate.door_monitor import DoorMonitor
 from hw.inputs import DoorInputs
 
 

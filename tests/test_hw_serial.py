@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent.config import ScannerSection, SerialSection
+from agent.core.config import ScannerSection, SerialSection
 from hw.serial_scanner import LineSplitter, SerialSource
 
 

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.config import CameraSection, ScannerSection
-from agent.events import Scan
+from agent.core.config import CameraSection, ScannerSection
+from agent.core.events import Scan
 from hw import render
 from hw.camera import CameraSource
 from hw.decoders import make_decoder
@@ -140,7 +140,7 @@ def test_looping_source_runs_until_stopped(tmp_path: Path) -> None:
 
 
 def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
-    from agent.errors import HardwareError
+    from agent.core.errors import HardwareError
 
     with pytest.raises(HardwareError, match="does not exist"):
         SimulatedSource(tmp_path / "nope", 10, ScannerSection(), make_decoder("auto"))

@@ -8,10 +8,10 @@ import cbor2
 import nacl.signing
 import pytest
 
-from agent.policy import GateContext
+from agent.core.reasons import Reason
+from agent.gate.policy import GateContext
 from agent.protocol import qrtext
 from agent.protocol.cose import sig_structure
-from agent.reasons import Reason
 from tests.credkit import GATE, NOW, SITE, Kit, MemoryRevocations
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cbor2
 import pytest
 
-from agent.errors import ProtocolError
+from agent.core.errors import ProtocolError
 from agent.protocol.cbor_strict import check_well_formed, loads_strict
 
 

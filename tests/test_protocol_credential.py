@@ -10,7 +10,7 @@ import segno
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.errors import UsageError
+from agent.core.errors import UsageError
 from agent.protocol import qrtext
 from agent.protocol.credential import issue_credential, read_credential
 from agent.protocol.presentation import present, read_scanned

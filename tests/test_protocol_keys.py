@@ -12,7 +12,7 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from agent.errors import KeyFileError, ProtocolError
+from agent.core.errors import KeyFileError, ProtocolError
 from agent.protocol.keys import (
     is_acceptable_public_key,
     load_keyring,

@@ -8,7 +8,7 @@ from pathlib import Path
 import nacl.signing
 import pytest
 
-from agent.errors import ProtocolError, RevocationListError
+from agent.core.errors import ProtocolError, RevocationListError
 from agent.protocol.revocation import (
     RevocationEntry,
     RevocationList,

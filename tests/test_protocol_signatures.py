@@ -21,10 +21,10 @@ import nacl.exceptions
 import nacl.signing
 import pytest
 
-from agent.policy import decide
+from agent.core.reasons import Reason
+from agent.gate.policy import decide
 from agent.protocol import cbor_strict, cose, qrtext
 from agent.protocol.keys import KeyRing, TrustedKey, verify_signature
-from agent.reasons import Reason
 from tests.credkit import GATE, NOW, SITE, Kit
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "ed25519_vectors.json").read_text())

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.clock import FixedClock
-from agent.errors import RevocationListError
+from agent.core.clock import FixedClock
+from agent.core.errors import RevocationListError
 from agent.store import EntryLog, RevocationStore
 from tests.test_store_revocations import T0, cti, delta_list, full_list
 

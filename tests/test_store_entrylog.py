@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.clock import FixedClock
-from agent.errors import StateError
+from agent.core.clock import FixedClock
+from agent.core.errors import StateError
 from agent.store import EntryLog
 
 T0 = 1_790_000_000.0

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.clock import FixedClock
-from agent.errors import RevocationListError, StateError
+from agent.core.clock import FixedClock
+from agent.core.errors import RevocationListError, StateError
 from agent.protocol.revocation import RevocationEntry, RevocationList
 from agent.store import RevocationStore
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from tinydb import TinyDB
 
-from agent.clock import FixedClock
-from agent.errors import CorruptStateError, StateError
+from agent.core.clock import FixedClock
+from agent.core.errors import CorruptStateError, StateError
 from agent.store import Meta, ReplayCache
 from agent.store.atomic_storage import AtomicJSONStorage, open_tinydb
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from agent.cli import gatectl
-from agent.errors import RevocationListError
-from agent.events import Inbound
-from agent.policy import GateContext, decide
+from agent.core.errors import RevocationListError
+from agent.core.events import Inbound
+from agent.gate.policy import GateContext, decide
 from agent.protocol.command import CommandRefused, make_command, parse_command, sign_command
 from agent.protocol.credential import issue_credential
 from agent.protocol.keys import load_keyring, load_signing_key, write_keypair

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from agent.clock import FixedClock
-from agent.errors import ProtocolError, UsageError
+from agent.core.clock import FixedClock
+from agent.core.errors import ProtocolError, UsageError
+from agent.gate.timekeeper import ClockState, Timekeeper
 from agent.protocol.timemsg import parse_time, sign_time
 from agent.store.meta import Meta
 from agent.sync.broker import broker_settings
-from agent.timekeeper import ClockState, Timekeeper
 from tests.sync_support import make_ops_keys
 
 T0 = 1_800_000_000.0

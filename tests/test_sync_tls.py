@@ -38,8 +38,8 @@ from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.cli import gatectl
-from agent.config import MqttSection, load_config
-from agent.events import Inbound
+from agent.core.config import MqttSection, load_config
+from agent.core.events import Inbound
 from agent.protocol.command import CommandRefused, parse_command
 from agent.store.replay import ReplayCache
 from agent.sync.service import SyncService

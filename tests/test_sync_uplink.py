@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import MqttSection
-from agent.events import Inbound
+from agent.core.config import MqttSection
+from agent.core.events import Inbound
 from agent.sync.broker import broker_settings
 from agent.sync.service import SyncService
 from agent.sync.uplink import CentreAcknowledger, UplinkDrain

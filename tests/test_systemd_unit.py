@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.sdnotify import Notifier
+from agent.runtime.sdnotify import Notifier
 from tests.conftest import ROOT, require
 
 UNIT = ROOT / "systemd" / "gate-agent.service"
@@ -88,7 +88,7 @@ def test_logs_carry_journald_priorities_under_systemd_and_levels_on_a_terminal()
     import io
     import logging
 
-    from agent.journal import configure_logging
+    from agent.runtime.journal import configure_logging
 
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import NoReturn
 
-from agent.config import Config, load_config, resolve_config_path
-from agent.errors import ConfigError, GateError, KeyFileError, UsageError
+from agent.core.config import Config, load_config, resolve_config_path
+from agent.core.errors import ConfigError, GateError, KeyFileError, UsageError
 
 EXIT_OK = 0
 EXIT_NO = 1
@@ -38,13 +37,6 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(resolve_config_path(getattr(args, "config", None)))
-
-
-def emit_json(obj: dict[str, Any], out: TextIO | None = None) -> None:
-    """One JSON object per line, flushed so a pipe reader sees it at once."""
-    stream = out or sys.stdout
-    stream.write(json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n")
-    stream.flush()
 
 
 def fail(message: str) -> None:

@@ -8,7 +8,6 @@ Exit codes: 0 done (command accepted, list acknowledged by the broker), 1 the an
 from __future__ import annotations
 
 import argparse
-import json
 import queue
 import sys
 import time
@@ -17,14 +16,17 @@ from typing import Any, TypeAlias
 
 import cbor2
 
-from agent.cli.common import EXIT_NO, EXIT_OK, emit_json, existing_file
-from agent.errors import GateError, UsageError
+from agent.centre.session import CtlSession, await_results
+from agent.centre.watch import describe_message
+from agent.cli.common import EXIT_NO, EXIT_OK, existing_file
+from agent.core.errors import GateError, UsageError
+from agent.core.output import emit_json
+from agent.core.timefmt import parse_duration
 from agent.protocol import cbor_strict, cose
 from agent.protocol.command import make_command, sign_command
 from agent.protocol.keys import load_signing_key
 from agent.protocol.revocation import DOC_TYPE, MAX_LIST_BYTES
 from agent.sync.broker import BrokerSettings, broker_settings
-from agent.sync.link import Link, LinkError, LinkSignal
 from agent.sync.topics import (
     REVOCATIONS_DELTA,
     REVOCATIONS_FULL,
@@ -32,10 +34,8 @@ from agent.sync.topics import (
     GateTopics,
     watch_filters,
 )
-from agent.timefmt import format_instant, parse_duration
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[Any]"
-CONNECT_TIMEOUT_S = 10.0
 
 
 def register(subparsers: Subparsers) -> None:
@@ -129,50 +129,6 @@ def settings_from_args(args: argparse.Namespace) -> BrokerSettings:
     )
 
 
-class CtlSession:
-    """A short-lived synchronous connection for one gatectl command."""
-
-    def __init__(self, settings: BrokerSettings, client_prefix: str = "gatectl") -> None:
-        self.signals: queue.SimpleQueue[LinkSignal] = queue.SimpleQueue()
-        self.messages: queue.SimpleQueue[tuple[str, bytes, bool]] = queue.SimpleQueue()
-        client_id = f"{client_prefix}-{time.time_ns() % 10**12:x}"
-        self.link = Link(settings, client_id, self.signals.put,
-                         on_message=lambda t, p, r: self.messages.put((t, p, r)))
-
-    def __enter__(self) -> CtlSession:
-        self.link.open()
-        try:
-            signal = self._next_signal(CONNECT_TIMEOUT_S, "CONNACK")
-            if signal.kind != "connack" or not signal.ok:
-                raise LinkError(f"broker {self.link.settings.url} refused the connection: "
-                                f"{signal.reason} (check credentials and ACL)")
-        except BaseException:  # no CONNACK in time, refused, Ctrl-C: stop paho's thread
-            self.link.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.link.close()
-
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False,
-                timeout: float = CONNECT_TIMEOUT_S) -> None:
-        """Publish QoS 1 and return after the broker's PUBACK."""
-        mid = self.link.publish(topic, payload, retain=retain)
-        deadline = time.monotonic() + timeout
-        while True:
-            signal = self._next_signal(deadline - time.monotonic(), "PUBACK")
-            if signal.kind == "lost":
-                raise LinkError(f"connection lost before the broker acknowledged {topic}")
-            if signal.kind == "puback" and signal.mid == mid:
-                return
-
-    def _next_signal(self, timeout: float, what: str) -> LinkSignal:
-        try:
-            return self.signals.get(timeout=max(0.0, timeout))
-        except queue.Empty:
-            raise LinkError(f"no {what} from {self.link.settings.url} within the timeout") from None
-
-
 def _open(args: argparse.Namespace) -> int:
     return _send_command(args, "open")
 
@@ -211,7 +167,7 @@ def _send_command(args: argparse.Namespace, action: str, **fields: Any) -> int:
             _report(args, {"id": cmd.id, "ok": None, "reason": "sent", "target": cmd.target})
             return EXIT_OK
         # One gate answers once; a site-wide command waits the whole --wait for every gate.
-        results = _await_results(session, cmd.id, args.wait, first_only=not site_only)
+        results = await_results(session, cmd.id, args.wait, first_only=not site_only)
     if not results:
         _report(args, {"id": cmd.id, "ok": False, "reason": "timeout", "target": cmd.target,
                        "detail": f"no result from {'any gate' if site_only else 'the gate'} "
@@ -220,28 +176,6 @@ def _send_command(args: argparse.Namespace, action: str, **fields: Any) -> int:
     for result in results:
         _report(args, result)
     return EXIT_OK if all(r.get("ok") is True for r in results) else EXIT_NO
-
-
-def _await_results(
-    session: CtlSession, cmd_id: str, wait_s: float, *, first_only: bool
-) -> list[dict[str, Any]]:
-    """The gates' results for ``cmd_id`` (one per gate) that arrive within ``wait_s``."""
-    deadline = time.monotonic() + wait_s
-    results: dict[str, dict[str, Any]] = {}
-    while (remaining := deadline - time.monotonic()) > 0:
-        try:
-            topic, payload, _retained = session.messages.get(timeout=remaining)
-        except queue.Empty:
-            break
-        try:
-            body = json.loads(payload)
-        except ValueError:
-            continue
-        if isinstance(body, dict) and body.get("id") == cmd_id:
-            results.setdefault(topic, body)
-            if first_only:
-                break
-    return list(results.values())
 
 
 def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
@@ -306,53 +240,13 @@ def _watch(args: argparse.Namespace) -> int:
                     timeout=1.0 if remaining is None else min(1.0, remaining))
             except queue.Empty:
                 continue
-            _show(topic, payload, retained, args.json)
+            record, line = describe_message(topic, payload, retained)
+            if args.json:
+                emit_json(record)
+            else:
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
             shown += 1
     return EXIT_OK
 
 
-def _show(topic: str, payload: bytes, retained: bool, as_json: bool) -> None:
-    parts = topic.split("/")
-    site, gate = (parts[2], parts[3]) if len(parts) > 3 else ("?", "?")
-    kind = {"events": "event", "status": "status", "resync": "resync"}.get(parts[-1], "result")
-    try:
-        body: Any = json.loads(payload) if payload else {}
-    except ValueError:
-        body = {"raw": payload[:200].decode("utf-8", "replace")}
-    if not isinstance(body, dict):
-        body = {"value": body}
-    if as_json:
-        emit_json({"type": kind, "site": site, "gate": gate, "retained": retained, **body})
-        return
-    where = f"{site}/{gate}"
-    ts = body.get("ts") or format_instant(time.time())
-    if kind == "event":
-        verdict = "GRANTED" if body.get("granted") else "denied"
-        line = (f"{ts} {where} #{body.get('seq')} {body.get('kind', 'scan')} {verdict} "
-                f"{body.get('reason')} sub={body.get('sub')} method={body.get('method')} "
-                f"door={body.get('door')}")
-    elif kind == "status":
-        state = "online" if body.get("online") else "OFFLINE"
-        line = f"{ts} {where} status {state} {_status_extras(body)}".rstrip()
-    elif kind == "resync":
-        line = (f"{ts} {where} asks for a full revocation list: {body.get('reason')} "
-                f"(has version {body.get('have_version')})")
-    else:
-        line = (f"{ts} {where} result {body.get('id')} "
-                f"{'ok' if body.get('ok') else 'refused'} {body.get('reason')}")
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def _status_extras(body: dict[str, Any]) -> str:
-    """The status fields staff look at, as words (the payload nests some of them)."""
-    revocations, clock = body.get("revocations"), body.get("clock")
-    fields = {
-        "door": body.get("door"),
-        "mode": body.get("mode"),
-        "revocations": revocations.get("version") if isinstance(revocations, dict) else None,
-        "backlog": body.get("backlog"),
-        "clock": clock.get("clock") if isinstance(clock, dict) else clock,
-        "alarms": ",".join(body["alarms"]) if isinstance(body.get("alarms"), dict) else None,
-    }
-    return " ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, ""))

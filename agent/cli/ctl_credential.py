@@ -15,11 +15,11 @@ from typing import Any
 import segno
 
 from agent.cli.common import EXIT_OK, existing_file
-from agent.errors import UsageError
+from agent.core.errors import UsageError
+from agent.core.timefmt import parse_duration, parse_instant
 from agent.protocol.credential import issue_credential
 from agent.protocol.keys import load_public_key, load_signing_key, write_keypair
 from agent.protocol.presentation import present
-from agent.timefmt import parse_duration, parse_instant
 
 # 8 px per module (>= 4 needed by camera decoders) and the standard 4-module quiet zone.
 QR_SCALE = 8

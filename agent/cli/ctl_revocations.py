@@ -18,7 +18,8 @@ from typing import Any, TypeAlias
 
 from agent.cli.common import EXIT_OK, existing_file
 from agent.cli.ctl_broker import add_publish
-from agent.errors import UsageError
+from agent.core.errors import UsageError
+from agent.core.timefmt import parse_instant
 from agent.protocol.keys import load_signing_key
 from agent.protocol.revocation import (
     MAX_SUB,
@@ -27,7 +28,6 @@ from agent.protocol.revocation import (
     sign_revocation_list,
 )
 from agent.store.files import atomic_write
-from agent.timefmt import parse_instant
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[Any]"
 

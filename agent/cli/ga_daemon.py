@@ -17,22 +17,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.check import CheckOptions, CheckResult, run_checks
-from agent.cli.common import (
-    EXIT_NO,
-    EXIT_OK,
-    EXIT_USAGE,
-    add_config_option,
-    config_from_args,
-    emit_json,
-)
-from agent.config import Config, MqttSection, config_from_mapping
-from agent.daemon import Daemon, DaemonOptions
-from agent.errors import ConfigError, UsageError
-from agent.events import Inbound
-from agent.journal import configure_logging
+from agent.cli.common import EXIT_NO, EXIT_OK, EXIT_USAGE, add_config_option, config_from_args
+from agent.core.config import Config, MqttSection, config_from_mapping
+from agent.core.errors import ConfigError, UsageError
+from agent.core.events import Inbound
+from agent.core.output import emit_json
+from agent.core.timefmt import parse_duration
+from agent.runtime.check import CheckOptions, CheckResult, run_checks
+from agent.runtime.daemon import Daemon, DaemonOptions
+from agent.runtime.journal import configure_logging
 from agent.store.owner import become_state_owner
-from agent.timefmt import parse_duration
 
 LOCAL_BROKER = ("127.0.0.1", 1883)
 

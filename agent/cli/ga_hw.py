@@ -10,15 +10,9 @@ import argparse
 import os
 from typing import Any
 
-from agent.cli.common import (
-    EXIT_NO,
-    EXIT_OK,
-    add_config_option,
-    config_from_args,
-    emit_json,
-    existing_file,
-)
-from agent.errors import HardwareError, UsageError
+from agent.cli.common import EXIT_NO, EXIT_OK, add_config_option, config_from_args, existing_file
+from agent.core.errors import HardwareError, UsageError
+from agent.core.output import emit_json
 
 
 def register(sub: Any) -> None:

@@ -13,16 +13,17 @@ import sys
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from agent.cli.common import EXIT_OK, add_config_option, config_from_args, emit_json
-from agent.clock import SystemClock
-from agent.config import Config
-from agent.errors import ConfigError, KeyFileError, UsageError
+from agent.cli.common import EXIT_OK, add_config_option, config_from_args
+from agent.core.clock import SystemClock
+from agent.core.config import Config
+from agent.core.errors import ConfigError, KeyFileError, UsageError
+from agent.core.output import emit_json
+from agent.core.timefmt import format_instant, parse_instant
 from agent.protocol.keys import load_keyring
 from agent.protocol.revocation import parse_revocation_list
 from agent.store.entrylog import OUTBOX_FILE, Entry, EntryLog, OutboxStatus
 from agent.store.owner import become_state_owner
 from agent.store.revocations import RevocationStatus, RevocationStore
-from agent.timefmt import format_instant, parse_instant
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[Any]"
 

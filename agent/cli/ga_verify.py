@@ -19,25 +19,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.cli.common import (
-    EXIT_NO,
-    EXIT_OK,
-    add_config_option,
-    config_from_args,
-    emit_json,
-    fail,
-)
-from agent.clock import Clock, FixedClock, SystemClock
-from agent.config import Config
-from agent.errors import ConfigError, KeyFileError, StateError, StateInUseError, UsageError
-from agent.policy import Decision, GateContext, decide, revocations_stale
+from agent.cli.common import EXIT_NO, EXIT_OK, add_config_option, config_from_args, fail
+from agent.core.clock import Clock, FixedClock, SystemClock
+from agent.core.config import Config
+from agent.core.errors import ConfigError, KeyFileError, StateError, StateInUseError, UsageError
+from agent.core.output import emit_json
+from agent.core.reasons import Reason
+from agent.core.timefmt import parse_instant
+from agent.gate.policy import Decision, GateContext, decide, revocations_stale
 from agent.protocol.keys import KeyRing, load_keyring
-from agent.reasons import Reason
 from agent.store.files import WriterLock, ensure_dir
 from agent.store.owner import become_state_owner
 from agent.store.replay import ReplayCache
 from agent.store.revocations import LOCK, RevocationStore
-from agent.timefmt import parse_instant
 
 if TYPE_CHECKING:
     from hw.decoders import Decoder

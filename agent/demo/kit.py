@@ -85,7 +85,7 @@ class DemoKit:
         return sign_revocation_list(lst, self.ops, OPS_KID)
 
     def config(self, state_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
-        """A config mapping for this kit (feed to agent.config.config_from_mapping)."""
+        """A config mapping for this kit (feed to agent.core.config.config_from_mapping)."""
         raw: dict[str, Any] = {
             "gate": {"site": self.site, "id": self.gate},
             "trust": {"keys_dir": str(self.issuers_dir), "ops_keys_dir": str(self.ops_dir)},

@@ -13,8 +13,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from agent.cli.common import emit_json
-from agent.reasons import Reason, denial_class
+from agent.core.output import emit_json
+from agent.core.reasons import Reason, denial_class
 
 StatusFn = Callable[[], dict[str, Any]]
 

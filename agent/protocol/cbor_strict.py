@@ -18,8 +18,8 @@ from typing import Any
 
 import cbor2
 
-from agent.errors import ProtocolError
-from agent.reasons import Reason
+from agent.core.errors import ProtocolError
+from agent.core.reasons import Reason
 
 DEFAULT_MAX_DEPTH = 8
 

@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
-from agent.errors import ProtocolError
+from agent.core.errors import ProtocolError
 from agent.protocol import cbor_strict, cose
 from agent.protocol.keys import KeyRing, SigningKey
 from agent.protocol.signed_doc import open_document, sign_document

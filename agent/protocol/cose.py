@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agent.errors import ProtocolError
+from agent.core.errors import ProtocolError
+from agent.core.reasons import Reason
 from agent.protocol import cbor_strict
 from agent.protocol.keys import SigningKey, sign, verify_signature
-from agent.reasons import Reason
 
 ALG_EDDSA = -8
 HDR_ALG, HDR_CRIT, HDR_KID, HDR_TYP = 1, 2, 4, 16

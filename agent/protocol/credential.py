@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.errors import ProtocolError, UsageError
+from agent.core.errors import ProtocolError, UsageError
+from agent.core.reasons import Reason
 from agent.protocol import cbor_strict, cose, qrtext
 from agent.protocol.keys import SigningKey, is_acceptable_public_key
-from agent.reasons import Reason
 
 CLAIM_ISS, CLAIM_SUB, CLAIM_EXP, CLAIM_NBF, CLAIM_IAT = 1, 2, 4, 5, 6
 CLAIM_CTI, CLAIM_CNF, CLAIM_SCOPE = 7, 8, 9

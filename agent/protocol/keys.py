@@ -30,9 +30,9 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from agent.errors import KeyFileError, ProtocolError, UsageError
-from agent.reasons import Reason
-from agent.timefmt import format_instant, parse_instant
+from agent.core.errors import KeyFileError, ProtocolError, UsageError
+from agent.core.reasons import Reason
+from agent.core.timefmt import format_instant, parse_instant
 
 Role = Literal["issuer", "ops"]
 ROLES: tuple[Role, ...] = ("issuer", "ops")

@@ -14,7 +14,8 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from agent.errors import ProtocolError, UsageError
+from agent.core.errors import ProtocolError, UsageError
+from agent.core.reasons import Reason
 from agent.protocol import cbor_strict, cose, qrtext
 from agent.protocol.credential import (
     MAX_CREDENTIAL_BYTES,
@@ -23,7 +24,6 @@ from agent.protocol.credential import (
     read_credential,
 )
 from agent.protocol.keys import SigningKey, public_of, sign, verify_signature
-from agent.reasons import Reason
 
 CONTEXT = "QP1"
 NONCE_BYTES = 8

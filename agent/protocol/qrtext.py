@@ -17,8 +17,8 @@ import re
 import base45
 import numpy as np
 
-from agent.errors import ProtocolError
-from agent.reasons import Reason
+from agent.core.errors import ProtocolError
+from agent.core.reasons import Reason
 
 PREFIX_CREDENTIAL = "QM1:"
 PREFIX_PRESENTATION = "QP1:"

@@ -18,10 +18,10 @@ from typing import Any
 
 import cbor2
 
-from agent.errors import ProtocolError
+from agent.core.errors import ProtocolError
+from agent.core.reasons import Reason
 from agent.protocol import cbor_strict, cose
 from agent.protocol.keys import KeyRing, SigningKey
-from agent.reasons import Reason
 
 STRICT_BODY_LIMIT = 256 * 1024
 DEFAULT_MAX_BYTES = 64 * 1024

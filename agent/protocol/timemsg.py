@@ -2,7 +2,7 @@
 
 A signed document of type ``gate.time.v1`` (ops key), body ``{"v": 1, "t_ms": int}``: the
 centre's clock in Unix milliseconds when it signed. Broadcast, so it carries no nonce;
-``agent.timekeeper`` only uses one that is newer than every time it has accepted
+``agent.gate.timekeeper`` only uses one that is newer than every time it has accepted
 before and not below its persisted time floor, so a replayed old message cannot move
 the clock back (see docs/protocol.md, "Time").
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.errors import ProtocolError
+from agent.core.errors import ProtocolError
+from agent.core.reasons import Reason
 from agent.protocol.keys import KeyRing, SigningKey
 from agent.protocol.signed_doc import open_document, sign_document
-from agent.reasons import Reason
 
 TIME_TYPE = "gate.time.v1"
 MAX_TIME_BYTES = 512

@@ -19,7 +19,7 @@ from typing import Any
 from tinydb import TinyDB
 from tinydb.storages import Storage
 
-from agent.errors import CorruptStateError, StateError
+from agent.core.errors import CorruptStateError, StateError
 from agent.store.files import atomic_write, move_aside, remove_stale_temps
 
 log = logging.getLogger(__name__)

@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.clock import Clock, SystemClock
-from agent.errors import GateError, StateError
+from agent.core.clock import Clock, SystemClock
+from agent.core.errors import GateError, StateError
+from agent.core.timefmt import format_instant, parse_instant
 from agent.store.files import ensure_dir, fsync_dir, move_aside
-from agent.timefmt import format_instant, parse_instant
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from agent.errors import StateError, StateInUseError
+from agent.core.errors import StateError, StateInUseError
 
 log = logging.getLogger(__name__)
 

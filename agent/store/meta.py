@@ -12,8 +12,8 @@ from typing import Any
 
 from tinydb.table import Document
 
-from agent.clock import Clock, SystemClock
-from agent.errors import StateError
+from agent.core.clock import Clock, SystemClock
+from agent.core.errors import StateError
 from agent.store.atomic_storage import open_tinydb
 from agent.store.files import ensure_dir
 

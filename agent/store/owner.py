@@ -13,7 +13,7 @@ import os
 import pwd
 from pathlib import Path
 
-from agent.errors import StateError
+from agent.core.errors import StateError
 
 log = logging.getLogger(__name__)
 

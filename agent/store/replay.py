@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from agent.clock import Clock, SystemClock
+from agent.core.clock import Clock, SystemClock
 from agent.store.atomic_storage import open_tinydb, open_tinydb_read_only
 from agent.store.files import ensure_dir
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from agent.errors import CorruptStateError
+from agent.core.errors import CorruptStateError
 
 MAGIC = b"GAREVL1\n"
 _LEN = struct.Struct(">I")

@@ -31,8 +31,8 @@ from typing import Any
 from tinydb import TinyDB
 from tinydb.table import Document
 
-from agent.clock import Clock, SystemClock
-from agent.errors import CorruptStateError, RevocationListError, StateError
+from agent.core.clock import Clock, SystemClock
+from agent.core.errors import CorruptStateError, RevocationListError, StateError
 from agent.protocol.revocation import RevocationList
 from agent.store import revfile
 from agent.store.atomic_storage import open_tinydb

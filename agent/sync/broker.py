@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from agent.config import MqttSection
-from agent.errors import ConfigError, UsageError
+from agent.core.config import MqttSection
+from agent.core.errors import ConfigError, UsageError
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 

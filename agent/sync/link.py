@@ -24,7 +24,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.errors import GateError
+from agent.core.errors import GateError
 from agent.sync.broker import BrokerSettings
 
 log = logging.getLogger(__name__)

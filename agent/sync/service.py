@@ -6,7 +6,7 @@ CONNACK as connected, publish the retained birth status, subscribe, drain the ou
 (``UplinkDrain``), publish command results, resync requests and periodic status, and
 notice a lost connection to start again from the oldest unacknowledged event.
 
-Inbound messages are handed to ``deliver`` as ``agent.events.Inbound`` straight from
+Inbound messages are handed to ``deliver`` as ``agent.core.events.Inbound`` straight from
 paho's thread: ``deliver`` must only enqueue (the controller verifies and applies).
 ``status`` is called on the worker thread and must return a snapshot dict without
 touching the controller's TinyDB state (e.g. a copy the controller refreshes).
@@ -24,16 +24,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.clock import Clock, SystemClock
-from agent.config import MqttSection
-from agent.events import Inbound
+from agent.core.clock import Clock, SystemClock
+from agent.core.config import MqttSection
+from agent.core.events import Inbound
+from agent.core.timefmt import format_instant
 from agent.sync.backoff import Backoff
 from agent.sync.broker import BrokerSettings, settings_from_config
 from agent.sync.link import Link, LinkError, LinkSignal, Will
 from agent.sync.status import StatusSource, status_payload, will_payload
 from agent.sync.topics import GateTopics, client_id
 from agent.sync.uplink import Acknowledger, CentreAcknowledger, Outbox, UplinkDrain
-from agent.timefmt import format_instant
 
 log = logging.getLogger(__name__)
 

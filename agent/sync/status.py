@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent import __version__
-from agent.timefmt import format_instant
+from agent.core.timefmt import format_instant
 
 log = logging.getLogger(__name__)
 

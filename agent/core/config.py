@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from agent.errors import ConfigError
+from agent.core.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/gate-agent/config.toml")
 CONFIG_ENV = "GATE_AGENT_CONFIG"

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agent.check import CheckResult
-from agent.config import Config
-from agent.errors import GateError
+from agent.core.config import Config
+from agent.core.errors import GateError
+from agent.runtime.check import CheckResult
 from hw.decoders import Decoder, DecodeResult
 
 if TYPE_CHECKING:
-    from agent.check import CheckOptions
+    from agent.runtime.check import CheckOptions
 
 # The printed card installers hold at the reader (scripts/hil_camera_card.py --make-card).
 # Alphanumeric QR mode like a real pass; ~300 characters -> version 10, a pass's size.

@@ -1,8 +1,8 @@
 """The controller: one thread that owns the gate's state and turns events into actions.
 
 Scanner threads, gpiozero callbacks and the MQTT thread only put typed events from
-:mod:`agent.events` on its bounded queue. For a scan it decides (mode, rate limit,
-``agent.policy.decide``, stale-list and clock rules), writes the event durably with
+:mod:`agent.core.events` on its bounded queue. For a scan it decides (mode, rate limit,
+``agent.gate.policy.decide``, stale-list and clock rules), writes the event durably with
 ``EntryLog.append`` and only then pulses the relay and shows the indicators. Any
 exception while handling one event is logged, the door is locked (unless free mode or
 the fire input holds it released on purpose), a scan not yet recorded becomes a recorded
@@ -25,19 +25,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agent.clock import Clock
-from agent.config import Config
-from agent.door_monitor import DoorAlarm, DoorMonitor
-from agent.errors import RevocationListError
-from agent.events import Acked, DoorInput, Inbound, Scan, Stop
-from agent.modes import MetaLike, Mode, ModeKeeper
-from agent.policy import Decision, GateContext, decide, revocations_stale
-from agent.ports import Door, Indicators
+from agent.core.clock import Clock
+from agent.core.config import Config
+from agent.core.errors import RevocationListError
+from agent.core.events import Acked, DoorInput, Inbound, Scan, Stop
+from agent.core.ports import Door, Indicators
+from agent.core.reasons import Reason, denial_class
+from agent.core.timefmt import format_instant
+from agent.gate.door_monitor import DoorAlarm, DoorMonitor
+from agent.gate.modes import MetaLike, Mode, ModeKeeper
+from agent.gate.policy import Decision, GateContext, decide, revocations_stale
+from agent.gate.ratelimit import DenialLimiter, Suppressed
 from agent.protocol.keys import KeyRing
 from agent.protocol.revocation import RevocationList, parse_revocation_list
-from agent.ratelimit import DenialLimiter, Suppressed
-from agent.reasons import Reason, denial_class
-from agent.timefmt import format_instant
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class ReplayPort(Protocol):
 
 
 class ClockTrust(Protocol):
-    """Whether the wall clock may be used for decisions (agent.timekeeper.Timekeeper)."""
+    """Whether the wall clock may be used for decisions (agent.gate.timekeeper.Timekeeper)."""
 
     @property
     def trusted(self) -> bool: ...

@@ -37,7 +37,7 @@ class KeyFileError(GateError, ValueError):
 class ProtocolError(GateError, ValueError):
     """A credential, presentation or signed document failed a check.
 
-    ``reason`` is one of the stable reason codes in :mod:`agent.reasons`.
+    ``reason`` is one of the stable reason codes in :mod:`agent.core.reasons`.
     """
 
     def __init__(self, reason: str, detail: str) -> None:

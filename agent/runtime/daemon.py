@@ -3,7 +3,7 @@
 Builds everything from the config in a safe order (the relay is driven locked before
 anything else), starts the workers, supervises them, and shuts down cleanly: sources
 stopped, the controller's queue drained, the relay locked, the time floor persisted,
-the offline status published, the stores closed. Like ``agent/check.py`` it is the only
+the offline status published, the stores closed. Like ``agent/runtime/check.py`` it is the only
 place in ``agent/`` that builds ``hw`` objects (imported lazily here).
 """
 
@@ -17,16 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from agent.centre import CentreHandlers
-from agent.clock import Clock, SystemClock
-from agent.config import Config, MqttSection
-from agent.controller import Controller, Observer, Parts
+from agent.core.clock import Clock, SystemClock
+from agent.core.config import Config, MqttSection
+from agent.core.timefmt import format_instant
+from agent.gate.centre_handlers import CentreHandlers
+from agent.gate.controller import Controller, Observer, Parts
+from agent.gate.timekeeper import Timekeeper
 from agent.protocol.keys import KeyRing, load_keyring
-from agent.resend import ResendableOutbox
-from agent.sdnotify import Notifier
+from agent.runtime.sdnotify import Notifier
 from agent.store import EntryLog, Meta, ReplayCache, RevocationStore
-from agent.timefmt import format_instant
-from agent.timekeeper import Timekeeper
+from agent.store.resend import ResendableOutbox
 
 if TYPE_CHECKING:  # imported lazily at run time: an offline gate never loads paho
     from agent.sync.service import SyncService

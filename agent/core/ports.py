@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from agent.reasons import DenialClass
+from agent.core.reasons import DenialClass
 
 
 class Door(Protocol):

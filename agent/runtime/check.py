@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agent.config import Config
-from agent.errors import GateError
+from agent.core.config import Config
+from agent.core.errors import GateError
 
 Status = Literal["pass", "fail", "skip"]
 Ask = Callable[[str], bool]
@@ -133,7 +133,7 @@ def check_state_dir(config: Config) -> CheckResult:
 
 
 def check_clock(options: CheckOptions) -> CheckResult:
-    from agent.timekeeper import system_clock_synchronised
+    from agent.gate.timekeeper import system_clock_synchronised
 
     probe = options.clock_probe or system_clock_synchronised
     synced = probe()
@@ -188,7 +188,7 @@ def check_inputs(config: Config, factory: Any) -> CheckResult:
 
 
 def check_scanner(config: Config, options: CheckOptions) -> CheckResult:
-    from agent.check_scanner import check_camera, check_serial
+    from agent.runtime.check_scanner import check_camera, check_serial
 
     kind = config.scanner.kind
     if kind == "none":

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.events import DoorInput
+from agent.core.events import DoorInput
 
 AlarmKind = Literal["forced", "held", "held_clear", "tamper", "tamper_clear", "fire", "fire_clear"]
 

@@ -30,9 +30,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.clock import Clock
+from agent.core.clock import Clock
+from agent.core.timefmt import format_instant
 from agent.protocol.timemsg import TimeMessage
-from agent.timefmt import format_instant
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Commands (``gate/v1/{site}/{gate}/cmd``) are verified by ``parse_command`` (sign
 by an ops key, target, expiry, replay), remembered until they expire, executed through
 the controller (open, mode, resync, status, resend), and answered on ``cmd/result``;
 open and mode are also recorded in the entry log. ``resync`` asks the centre for its
-full revocation list; ``resend`` sends a range of past events again (agent/resend.py).
+full revocation list; ``resend`` sends a range of past events again (agent/store/resend.py).
 Signed time messages go to the timekeeper. Revocation lists are the controller's own
 handler. Registered into ``Controller.inbound_handlers``.
 """
@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 from typing import Protocol, cast
 
-from agent.controller import Controller
-from agent.errors import ProtocolError
-from agent.events import Inbound
-from agent.modes import Mode
+from agent.core.errors import ProtocolError
+from agent.core.events import Inbound
+from agent.gate.controller import Controller
+from agent.gate.modes import Mode
+from agent.gate.timekeeper import Timekeeper
 from agent.protocol.command import Command, CommandRefused, parse_command
 from agent.protocol.timemsg import parse_time
-from agent.timekeeper import Timekeeper
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agent.errors import ProtocolError
+from agent.core.errors import ProtocolError
+from agent.core.reasons import Reason
 from agent.protocol.keys import KeyRing
 from agent.protocol.presentation import Scanned, read_scanned
-from agent.reasons import Reason
 
 log = logging.getLogger(__name__)
 
