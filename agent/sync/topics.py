@@ -3,7 +3,8 @@
 Per gate ``gate/v1/{site}/{gate}/``: ``events`` (QoS 1 entry log) and ``events/ack`` (the centre's
 acknowledgement, when ``[mqtt] ack = "centre"``), ``status``
 (retained; birth and last will), ``cmd`` and ``cmd/result``, ``resync`` (the gate asks
-the centre for a full revocation list). Per site: ``gate/v1/{site}/cmd`` (commands for
+the centre for a full revocation list), ``time/request`` (the gate asks for signed time
+with a nonce) and ``time`` (the centre's answer, carrying that nonce). Per site: ``gate/v1/{site}/cmd`` (commands for
 every gate of the site). Centre-wide: ``revocations/full`` (retained),
 ``revocations/delta`` and ``time``.
 """
@@ -54,6 +55,16 @@ class GateTopics:
     @property
     def resync(self) -> str:
         return f"{self.base}/resync"
+
+    @property
+    def time_request(self) -> str:
+        """The gate asks for signed time: JSON ``{"nonce": 32 hex, "ts", "clock"}``."""
+        return f"{self.base}/time/request"
+
+    @property
+    def time(self) -> str:
+        """The centre's signed answer to this gate's time request (carries its nonce)."""
+        return f"{self.base}/time"
 
     def inbound_kinds(self) -> dict[str, str]:
         """Subscribed topic -> ``Inbound.kind`` for everything the gate listens to."""
