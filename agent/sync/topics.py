@@ -4,9 +4,9 @@ Per gate ``gate/v1/{site}/{gate}/``: ``events`` (QoS 1 entry log) and ``events/a
 acknowledgement, when ``[mqtt] ack = "centre"``), ``status``
 (retained; birth and last will), ``cmd`` and ``cmd/result``, ``resync`` (the gate asks
 the centre for a full revocation list), ``time/request`` (the gate asks for signed time
-with a nonce) and ``time`` (the centre's answer, carrying that nonce). Per site: ``gate/v1/{site}/cmd`` (commands for
-every gate of the site). Centre-wide: ``revocations/full`` (retained),
-``revocations/delta`` and ``time``.
+with a nonce) and ``time`` (the centre's answer, carrying that nonce).
+Per site: ``gate/v1/{site}/cmd`` (commands for every gate of the site).
+Centre-wide: ``revocations/full`` (retained), ``revocations/delta`` and ``time``.
 """
 
 from __future__ import annotations
