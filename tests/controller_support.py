@@ -12,9 +12,12 @@ from typing import Any
 from agent.core.clock import FixedClock
 from agent.core.config import config_from_mapping
 from agent.demo.kit import DemoKit, make_kit
-from agent.gate.controller import Controller, Parts
+from agent.gate.controller import Controller
+from agent.gate.parts import InboundHandler, Parts, SyncPort
+from agent.gate.timekeeper import Probe, Timekeeper
 from agent.protocol.keys import load_keyring
 from agent.store import EntryLog, Meta, ReplayCache, RevocationStore
+from agent.store.resend import ResendableOutbox
 from hw.door import RelayDoor
 from hw.indicators import make_indicators
 from hw.pins import make_pin_factory
@@ -31,6 +34,7 @@ class Rig:
     revocations: RevocationStore
     factory: Any
     door: RelayDoor
+    outbox: ResendableOutbox
     seen: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -45,8 +49,15 @@ class Rig:
 
 
 @contextmanager
-def controller_rig(tmp_path: Path, **sections: dict[str, Any]) -> Iterator[Rig]:
-    """Everything real except the pins (gpiozero MockFactory) and the clock (FixedClock)."""
+def controller_rig(
+    tmp_path: Path, *, clock_probe: Probe | None = None, sync: SyncPort | None = None,
+    handlers: dict[str, InboundHandler] | None = None, **sections: dict[str, Any],
+) -> Iterator[Rig]:
+    """Everything real except the pins (gpiozero MockFactory) and the clock (FixedClock).
+
+    ``clock_probe``: decide on a Timekeeper asking this probe whether NTP has the clock;
+    ``sync``: a stand-in for the link to the centre; ``handlers``: extra inbound handlers.
+    """
     kit = make_kit(tmp_path / "kit")
     state = tmp_path / "state"
     raw = kit.config(state, **sections)
@@ -60,14 +71,18 @@ def controller_rig(tmp_path: Path, **sections: dict[str, Any]) -> Iterator[Rig]:
     replays = ReplayCache(state, clock=clock)
     meta = Meta(state, clock=clock)
     seen: list[dict[str, Any]] = []
+    outbox = ResendableOutbox(entry_log)
     parts = Parts(
         config=config, clock=clock, door=door, indicators=indicators,
         keyring=load_keyring(config.trust.keys_dir, config.trust.ops_keys_dir),
         revocations=revocations, replays=replays, meta=meta, entry_log=entry_log,
-        observer=seen.append,
+        trust=Timekeeper(clock, probe=clock_probe) if clock_probe is not None else None,
+        outbox=outbox, observer=seen.append,
     )
-    controller = Controller(parts)
-    rig = Rig(kit, clock, controller, entry_log, revocations, factory, door, seen)
+    controller = Controller(parts, extra_handlers=handlers)
+    if sync is not None:
+        controller.attach_sync(sync)
+    rig = Rig(kit, clock, controller, entry_log, revocations, factory, door, outbox, seen)
     try:
         yield rig
     finally:

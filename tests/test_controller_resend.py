@@ -8,7 +8,6 @@ import pytest
 
 from agent.core.events import Inbound, Scan
 from agent.demo.kit import OPS_KID
-from agent.gate.centre_handlers import CentreHandlers
 from agent.protocol.command import (
     MAX_RESEND,
     Command,
@@ -17,7 +16,6 @@ from agent.protocol.command import (
     parse_command,
     sign_command,
 )
-from agent.store.resend import ResendableOutbox
 from tests.controller_support import Rig, controller_rig
 
 
@@ -54,11 +52,10 @@ class Results:
 def test_resend_makes_acknowledged_rows_pending_again_from_the_first_one(tmp_path: Path) -> None:
     with controller_rig(tmp_path) as rig:
         _scans(rig, 5)
-        outbox = ResendableOutbox(rig.entry_log)
+        outbox = rig.outbox
         rig.entry_log.ack([1, 2, 3, 4])  # 5 still pending
         # The uplink's cursor is past 5 already; the rewind starts it at the first requeued row.
         assert outbox.pending(after_seq=5) == []
-        CentreHandlers(rig.controller, None, None, outbox).install()
         cmd = make_command("resend", f"{rig.kit.site}/{rig.kit.gate}", now=rig.clock.now(),
                            seqs=(2, 9))
         rig.controller.process(Inbound("cmd", _signed(rig, cmd)))
@@ -72,10 +69,9 @@ def test_resend_makes_acknowledged_rows_pending_again_from_the_first_one(tmp_pat
 
 
 def test_resend_of_rows_no_longer_kept_is_refused_and_changes_nothing(tmp_path: Path) -> None:
-    with controller_rig(tmp_path) as rig:
+    sync = Results()
+    with controller_rig(tmp_path, sync=sync) as rig:
         _scans(rig, 2)
-        sync = Results()
-        CentreHandlers(rig.controller, sync, None, ResendableOutbox(rig.entry_log)).install()
         cmd = make_command("resend", f"{rig.kit.site}/{rig.kit.gate}", now=rig.clock.now(),
                            seqs=(50, 60))
         rig.controller.process(Inbound("cmd", _signed(rig, cmd)))

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from agent.core.events import DoorInput, Inbound, Scan
-from agent.gate.timekeeper import Timekeeper
 from tests.controller_support import Rig, controller_rig
 
 
@@ -196,12 +195,10 @@ def test_a_relay_left_released_by_its_driver_is_locked_by_the_controller(tmp_pat
 
 
 def test_an_error_locks_a_pulse_but_keeps_the_fire_hold(tmp_path: Path) -> None:
-    with controller_rig(tmp_path) as rig:
+    def broken_handler(_ev: Inbound) -> None:
+        raise RuntimeError("handler bug")
 
-        def broken_handler(_ev: Inbound) -> None:
-            raise RuntimeError("handler bug")
-
-        rig.controller.inbound_handlers["boom"] = broken_handler
+    with controller_rig(tmp_path, handlers={"boom": broken_handler}) as rig:
         _scan(rig, rig.kit.valid_code("C-1", rig.clock.now()))
         assert rig.door.unlocked
         rig.controller.process(Inbound("boom", b""))
@@ -220,8 +217,8 @@ def test_an_error_locks_a_pulse_but_keeps_the_fire_hold(tmp_path: Path) -> None:
 def test_an_unsynchronised_clock_denies_or_is_recorded_as_untrusted(
     tmp_path: Path, policy: str, reason: str, pulsed: bool
 ) -> None:
-    with controller_rig(tmp_path, policy={"on_untrusted_clock": policy}) as rig:
-        rig.controller.parts.trust = Timekeeper(rig.clock, probe=lambda: False)
+    with controller_rig(tmp_path, clock_probe=lambda: False,
+                        policy={"on_untrusted_clock": policy}) as rig:
         now = rig.clock.now()
         rig.controller.process(Scan(rig.kit.valid_code("C-1", now), "sim", now, 0.0))
         (row,) = rig.rows()

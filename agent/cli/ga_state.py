@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -19,6 +20,7 @@ from agent.core.config import Config
 from agent.core.errors import ConfigError, KeyFileError, UsageError
 from agent.core.output import emit_json
 from agent.core.timefmt import format_instant, parse_instant
+from agent.gate.gatekeeper import list_status
 from agent.protocol.keys import load_keyring
 from agent.protocol.revocation import parse_revocation_list
 from agent.store.entrylog import OUTBOX_FILE, Entry, EntryLog, OutboxStatus
@@ -119,7 +121,7 @@ def _revocations_status(args: argparse.Namespace) -> int:
     store = RevocationStore(config.state.dir, read_only=True)
     status = store.status()
     max_age_s = config.policy.revocations_max_age_h * 3600.0
-    stale = status.age_s is None or status.age_s > max_age_s
+    stale = list_status(store, time.time(), config.policy.revocations_max_age_h).stale
     if args.json:
         emit_json({**status.to_json(), "stale": stale, "max_age_s": max_age_s})
     else:

@@ -5,8 +5,9 @@ by an ops key, target, expiry, replay), remembered until they expire, executed t
 the controller (open, mode, resync, status, resend), and answered on ``cmd/result``;
 open and mode are also recorded in the entry log. ``resync`` asks the centre for its
 full revocation list; ``resend`` sends a range of past events again (agent/store/resend.py).
-Signed time messages go to the timekeeper. Revocation lists are the controller's own
-handler. Registered into ``Controller.inbound_handlers``.
+Signed time messages go to the timekeeper. Revocation lists (full or delta) are installed
+in the revocation store; a delta that does not fit (a gap) asks for a full list. The
+controller builds one of these and registers its handlers when it is built.
 """
 
 from __future__ import annotations
@@ -14,47 +15,41 @@ from __future__ import annotations
 import logging
 from typing import Protocol, cast
 
-from agent.core.errors import ProtocolError
+from agent.core.errors import ProtocolError, RevocationListError
 from agent.core.events import Inbound
-from agent.gate.controller import Controller
 from agent.gate.modes import Mode
+from agent.gate.parts import CommandSync, Parts, Requeue
 from agent.gate.timekeeper import Timekeeper
 from agent.protocol.command import Command, CommandRefused, parse_command
+from agent.protocol.revocation import parse_revocation_list
 from agent.protocol.timemsg import parse_time
 
 log = logging.getLogger(__name__)
 
 
-class CommandSync(Protocol):
-    def notify(self) -> None: ...
+class GateActions(Protocol):
+    """What a command may make the gate do (the controller)."""
 
-    def publish_result(self, cmd_id: str, ok: bool, reason: str, detail: str = "") -> None: ...
+    @property
+    def mode(self) -> Mode: ...
 
-    def request_resync(self, reason: str, have_version: int | None = None) -> None: ...
+    def open_once(self, cause: str, cmd_id: str | None = None) -> bool: ...
 
-    def publish_status_now(self) -> None: ...
-
-
-class Requeue(Protocol):
-    def requeue(self, first: int, last: int) -> tuple[int, int]: ...
+    def set_mode(self, mode: Mode, duration_s: float | None, cause: str) -> None: ...
 
 
 class CentreHandlers:
-    """Command and time handlers bound to one controller (controller thread only)."""
+    """Command and time handlers of one gate (controller thread only)."""
 
     def __init__(
-        self, controller: Controller, sync: CommandSync | None, timekeeper: Timekeeper | None,
+        self, controller: GateActions, parts: Parts, timekeeper: Timekeeper | None,
         outbox: Requeue | None = None,
     ) -> None:
         self._controller = controller
-        self._parts = controller.parts
-        self._sync = sync
+        self._parts = parts
+        self.sync: CommandSync | None = None  # set when the link to the centre exists
         self._timekeeper = timekeeper
         self._outbox = outbox
-
-    def install(self) -> None:
-        self._controller.inbound_handlers["cmd"] = self.on_command
-        self._controller.inbound_handlers["time"] = self.on_time
 
     def on_command(self, ev: Inbound) -> None:
         parts = self._parts
@@ -87,13 +82,13 @@ class CentreHandlers:
             until = f" for {cmd.duration_s} s" if cmd.duration_s else ""
             return True, "ok", f"mode {mode}{until}"
         if cmd.action == "resync":
-            if self._sync is not None:
-                self._sync.request_resync("command", self._parts.revocations.version)
+            if self.sync is not None:
+                self.sync.request_resync("command", self._parts.revocations.version)
             return True, "ok", "full revocation list requested"
         if cmd.action == "resend":
             return self._resend(cmd)
-        if self._sync is not None:  # "status"
-            self._sync.publish_status_now()
+        if self.sync is not None:  # "status"
+            self.sync.publish_status_now()
         return True, "ok", "status published"
 
     def _resend(self, cmd: Command) -> tuple[bool, str, str]:
@@ -101,8 +96,8 @@ class CentreHandlers:
         if self._outbox is None or first is None or last is None:
             return False, "unsupported", "this gate keeps no outbox to send again from"
         changed, kept = self._outbox.requeue(first, last)
-        if self._sync is not None:
-            self._sync.notify()
+        if self.sync is not None:
+            self.sync.notify()
         asked = last - first + 1
         if not kept:
             return False, "not_found", (f"no event with seq {first}-{last} is kept here "
@@ -114,10 +109,10 @@ class CentreHandlers:
         return True, "ok", detail
 
     def _result(self, cmd_id: str, ok: bool, reason: str, detail: str) -> None:
-        if self._sync is None:
+        if self.sync is None:
             return
         try:
-            self._sync.publish_result(cmd_id, ok, reason, detail)
+            self.sync.publish_result(cmd_id, ok, reason, detail)
         except Exception:
             log.exception("publishing the result of command %s failed", cmd_id)
 
@@ -132,3 +127,24 @@ class CentreHandlers:
         update = self._timekeeper.accept_time(msg)
         log.info("centre time message: %s", update.reason)
 
+
+    def on_revocation_list(self, ev: Inbound) -> None:
+        store = self._parts.revocations
+        try:
+            lst = parse_revocation_list(ev.payload, self._parts.keyring, self._parts.clock.now())
+        except RevocationListError as exc:
+            log.warning("revocation list from the centre refused: %s", exc)
+            return
+        if store.version is not None and lst.version <= store.version and ev.retained:
+            log.debug("retained revocation list version %d already installed", lst.version)
+            return
+        try:
+            store.apply(lst)
+        except RevocationListError as exc:
+            if exc.gap and self.sync is not None:
+                log.warning("revocation list gap (%s): asking the centre for a full list", exc)
+                self.sync.request_resync(str(exc), store.version)
+            else:
+                log.warning("revocation list refused: %s", exc)
+            return
+        log.info("revocation list %s version %d installed", lst.kind, lst.version)

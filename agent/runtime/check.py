@@ -254,6 +254,7 @@ def _mqtt_handshake(settings: Any, options: CheckOptions) -> CheckResult:
 
 
 def check_revocations(config: Config) -> CheckResult:
+    from agent.gate.gatekeeper import list_status
     from agent.store import RevocationStore
 
     max_age_h = config.policy.revocations_max_age_h
@@ -263,16 +264,18 @@ def check_revocations(config: Config) -> CheckResult:
         return CheckResult("revocations", "fail", str(exc),
                            "apply a list: gate-agent revocations apply FILE, or connect the broker")
     try:
-        version, issued, entries = store.version, store.issued_at, store.entries
+        status = list_status(store, time.time(), max_age_h)
+        issued, entries = store.issued_at, store.entries
     finally:
         store.close()
+    version = status.version
     if version is None or issued is None:
         return CheckResult("revocations", "fail", "no revocation list installed",
                            "apply one (gate-agent revocations apply FILE) or connect to the "
                            "broker, which delivers the retained full list")
-    age_h = (time.time() - issued) / 3600
+    age_h = (status.age_s or 0.0) / 3600
     detail = f"version {version}, {entries} entries, {age_h:.1f} h old"
-    if age_h > max_age_h:
+    if status.stale:
         return CheckResult("revocations", "fail", detail + f" (older than {max_age_h:g} h)",
                            "connect to the broker or apply a fresh list")
     return CheckResult("revocations", "pass", detail)

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from agent.core.clock import Clock, SystemClock
 from agent.core.config import Config, MqttSection
 from agent.core.timefmt import format_instant
-from agent.gate.centre_handlers import CentreHandlers
-from agent.gate.controller import Controller, Observer, Parts
+from agent.gate.controller import Controller
+from agent.gate.parts import Observer, Parts
 from agent.gate.timekeeper import Timekeeper
 from agent.protocol.keys import KeyRing, load_keyring
 from agent.runtime.sdnotify import Notifier
@@ -143,11 +143,12 @@ class Daemon:
             log.warning("no trusted keys in %s / %s: every code will be unknown_key",
                         cfg.trust.keys_dir, cfg.trust.ops_keys_dir)
 
+        outbox = ResendableOutbox(self.entry_log)
         parts = Parts(
             config=cfg, clock=self.timekeeper, door=self.door, indicators=indicators,
             keyring=keyring, revocations=revocations, replays=replays, meta=meta,
             entry_log=self.entry_log, trust=self.timekeeper,
-            observer=self._observe if self.options.observer else None,
+            outbox=outbox, observer=self._observe if self.options.observer else None,
             live_status=self._live_status,
         )
         if self.notifier.enabled:
@@ -156,14 +157,12 @@ class Daemon:
         self.controller = Controller(parts)
 
         mqtt = cfg.mqtt if self.options.mqtt == "config" else self.options.mqtt
-        outbox = ResendableOutbox(self.entry_log)
         if mqtt is not None:
             from agent.sync.service import SyncService
 
             self.sync = SyncService(mqtt, cfg.gate.site, cfg.gate.id, outbox,
                                     self.controller.on_inbound, self.controller.status)
-            parts.sync = self.sync
-        CentreHandlers(self.controller, self.sync, self.timekeeper, outbox).install()
+            self.controller.attach_sync(self.sync)
         self._inputs_factory = factory
         self.source = self._make_source()
 
