@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from agent.core.config import load_config
-from agent.runtime.check import CheckOptions, CheckResult, check_scanner
+from agent.runtime.check import check_scanner
 from agent.runtime.check_scanner import TEST_CARD_TEXT
+from agent.runtime.checklist import CheckOptions, CheckResult
 from hw.render import mjpg_available, place, qr_image, scene, write_video
 from tests.conftest import ROOT, require
 from tests.daemon_support import GATE_AGENT, gate_files

@@ -23,7 +23,8 @@ from agent.core.errors import ConfigError, UsageError
 from agent.core.events import Inbound
 from agent.core.output import emit_json
 from agent.core.timefmt import parse_duration
-from agent.runtime.check import CheckOptions, CheckResult, run_checks
+from agent.runtime.check import run_checks
+from agent.runtime.checklist import CheckOptions, CheckResult
 from agent.runtime.daemon import Daemon, DaemonOptions
 from agent.runtime.journal import configure_logging
 from agent.store.owner import become_state_owner

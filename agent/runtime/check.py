@@ -12,46 +12,12 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from agent.core.config import Config
 from agent.core.errors import GateError
-
-Status = Literal["pass", "fail", "skip"]
-Ask = Callable[[str], bool]
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    status: Status
-    detail: str
-    hint: str = ""
-    # What the check measured or read, for --json (the scanner: device, text, decoder, ms).
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.status != "fail"
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"check": self.name, "status": self.status, "ok": self.ok,
-                               "detail": self.detail, "hint": self.hint}
-        out.update((k, v) for k, v in self.data.items() if k not in out)
-        return out
-
-
-@dataclass
-class CheckOptions:
-    ask: Ask | None = None  # None: cannot ask (no TTY) -> the relay click is skipped
-    assume_yes: bool = False  # --yes: click without asking
-    pins: Literal["env", "mock", "native"] = "env"
-    scan_seconds: float = 5.0  # how long the scanner check waits for a code
-    prompt: Callable[[str], None] | None = None  # tells the installer when to show the card
-    broker_timeout_s: float = 8.0
-    clock_probe: Callable[[], bool | None] | None = None
+from agent.runtime.checklist import CheckOptions, CheckResult
 
 
 def run_checks(config: Config, options: CheckOptions) -> Iterator[CheckResult]:

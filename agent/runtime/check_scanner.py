@@ -11,17 +11,14 @@ import errno
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from agent.core.config import Config
 from agent.core.errors import GateError
-from agent.runtime.check import CheckResult
+from agent.runtime.checklist import CheckOptions, CheckResult
 from hw.decoders import Decoder, DecodeResult
-
-if TYPE_CHECKING:
-    from agent.runtime.check import CheckOptions
 
 # The printed card installers hold at the reader (scripts/hil_camera_card.py --make-card).
 # Alphanumeric QR mode like a real pass; ~300 characters -> version 10, a pass's size.
