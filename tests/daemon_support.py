@@ -49,7 +49,7 @@ def gate_files(tmp_path: Path, broker_url: str | None = None,
         base.setdefault(name, {}).update(values)
     raw = kit.config(tmp_path / "state", **base)
     if broker_url:
-        raw["mqtt"] = {"url": broker_url, "keepalive_s": 5}
+        raw["mqtt"] = {"url": broker_url, "keepalive_s": 5, "ack": "puback"}  # no centre here
     config = tmp_path / "config.toml"
     config.write_text(toml_text(raw))
     return kit, config

@@ -107,7 +107,7 @@ def test_sigkill_mid_stream_loses_no_event_behind_a_pulse(tmp_path: Path, broker
     # Restart with the broker: the outbox drains, with every sequence number, no holes.
     with_broker = tmp_path / "config-broker.toml"
     with_broker.write_text(
-        config.read_text() + f'[mqtt]\nurl = "{broker.url}"\nkeepalive_s = 5\n'
+        config.read_text() + f'[mqtt]\nurl = "{broker.url}"\nkeepalive_s = 5\nack = "puback"\n'
     )
     subscriber = Subscriber(broker.url, [f"gate/v1/{kit.site}/{kit.gate}/events"])
     try:

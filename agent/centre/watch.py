@@ -1,13 +1,20 @@
-"""How ``gatectl watch`` shows what gates publish: one line (or one JSON object) per
-message on events, status, resync and command-result topics."""
+"""``gatectl watch``: how it shows what gates publish (one line, or one JSON object, per
+message on events, status, resync and command-result topics), and the loop that keeps
+watching across broker restarts."""
 
 from __future__ import annotations
 
 import json
+import queue
 import time
+from collections.abc import Callable
 from typing import Any
 
+from agent.centre.session import CtlSession
 from agent.core.timefmt import format_instant
+from agent.sync.backoff import Backoff
+from agent.sync.broker import BrokerSettings
+from agent.sync.link import LinkError
 
 
 def describe_message(topic: str, payload: bytes, retained: bool) -> tuple[dict[str, Any], str]:
@@ -51,5 +58,74 @@ def _status_extras(body: dict[str, Any]) -> str:
         "backlog": body.get("backlog"),
         "clock": clock.get("clock") if isinstance(clock, dict) else clock,
         "alarms": ",".join(body["alarms"]) if isinstance(body.get("alarms"), dict) else None,
+        "reason": body.get("reason"),
+        "connected_at": body.get("connected_at") if not body.get("online") else None,
     }
     return " ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, ""))
+
+
+def follow(
+    settings: BrokerSettings,
+    filters: list[str],
+    on_message: Callable[[str, bytes, bool], None],
+    on_change: Callable[[str], None],
+    should_stop: Callable[[], bool],
+    *,
+    backoff: Backoff | None = None,
+    poll_s: float = 0.5,
+) -> None:
+    """Hand every message on ``filters`` to ``on_message`` until ``should_stop()``.
+
+    A broker that goes away is said (``on_change``), reconnected with backoff and
+    subscribed again, so a watch left running across a broker restart is never deaf
+    without saying so. Only the first connection failing raises (LinkError).
+    """
+    backoff = backoff or Backoff(0.5, 10.0)
+    first = True
+    while not should_stop():
+        session = CtlSession(settings, "gatectl-watch")
+        try:
+            session.__enter__()
+        except LinkError as exc:
+            if first:
+                raise
+            on_change(f"broker still unreachable ({exc}); retrying")
+            _sleep(backoff.next_delay(), should_stop)
+            continue
+        try:
+            session.link.subscribe(filters)
+            if not first:
+                on_change(f"broker {settings.url} is back: watching again")
+            first = False
+            backoff.reset()
+            lost = _pump(session, on_message, should_stop, poll_s)
+        finally:
+            session.__exit__()
+        if lost is None:
+            return
+        on_change(f"lost the broker {settings.url} ({lost}): reconnecting")
+        _sleep(backoff.next_delay(), should_stop)
+
+
+def _pump(session: CtlSession, on_message: Callable[[str, bytes, bool], None],
+          should_stop: Callable[[], bool], poll_s: float) -> str | None:
+    """Messages until the connection is lost (its reason) or we are told to stop (None)."""
+    while not should_stop():
+        try:
+            signal = session.signals.get_nowait()
+        except queue.Empty:
+            signal = None
+        if signal is not None and signal.kind == "lost":
+            return signal.reason or "connection lost"
+        try:
+            topic, payload, retained = session.messages.get(timeout=poll_s)
+        except queue.Empty:
+            continue
+        on_message(topic, payload, retained)
+    return None
+
+
+def _sleep(seconds: float, should_stop: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + seconds
+    while not should_stop() and time.monotonic() < deadline:
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))

@@ -8,7 +8,6 @@ Exit codes: 0 done (command accepted, list acknowledged by the broker), 1 the an
 from __future__ import annotations
 
 import argparse
-import queue
 import sys
 import time
 from pathlib import Path
@@ -17,20 +16,22 @@ from typing import Any, TypeAlias
 import cbor2
 
 from agent.centre.session import CtlSession, await_results
-from agent.centre.watch import describe_message
+from agent.centre.watch import describe_message, follow
 from agent.cli.common import EXIT_NO, EXIT_OK, existing_file
-from agent.core.errors import GateError, UsageError
+from agent.core.errors import GateError, KeyFileError, RevocationListError, UsageError
 from agent.core.output import emit_json
-from agent.core.timefmt import parse_duration
+from agent.core.timefmt import format_instant, parse_duration
 from agent.protocol import cbor_strict, cose
 from agent.protocol.command import make_command, sign_command
-from agent.protocol.keys import load_signing_key
-from agent.protocol.revocation import DOC_TYPE, MAX_LIST_BYTES
+from agent.protocol.keys import load_ops_keyring, load_signing_key
+from agent.protocol.revocation import DOC_TYPE, MAX_LIST_BYTES, parse_revocation_list
+from agent.protocol.timemsg import sign_time
 from agent.sync.broker import BrokerSettings, broker_settings
 from agent.sync.topics import (
     REVOCATIONS_DELTA,
     REVOCATIONS_FULL,
     ROOT,
+    TIME,
     GateTopics,
     watch_filters,
 )
@@ -74,6 +75,20 @@ def register(subparsers: Subparsers) -> None:
     _command_options(resend)
     resend.set_defaults(func=_resend)
 
+    timecmd = subparsers.add_parser(
+        "time", help="signed time for gates without NTP (a centre without gate-centre)",
+        description="gatectl time publish: sign the centre's clock with an ops key and "
+        "publish it once on gate/v1/time (gate-centre does this every minute by itself).")
+    time_actions = timecmd.add_subparsers(dest="action", metavar="ACTION", required=True)
+    publish_time = time_actions.add_parser(
+        "publish", help="publish one signed time message now",
+        description="Run it from cron or a timer where no gate-centre runs; the centre "
+        "host's own clock must be NTP-synchronised, since gates will believe it.")
+    publish_time.add_argument("--key", required=True, type=existing_file, metavar="FILE",
+                              help="ops private key (its kid is the file's stem)")
+    add_broker_options(publish_time, tls_key_is_key=False)
+    publish_time.set_defaults(func=_publish_time)
+
     watch = subparsers.add_parser(
         "watch", help="print live events, gate status and command results",
         description="Subscribe to gates' events, retained status and command results.")
@@ -92,6 +107,8 @@ def add_publish(actions: Subparsers) -> None:
         description="Full lists are published retained on gate/v1/revocations/full (every "
         "gate gets the latest on connect); deltas on gate/v1/revocations/delta.")
     publish.add_argument("file", type=existing_file, metavar="FILE")
+    publish.add_argument("--trust", metavar="DIR", type=Path,
+                         help="the gates' ops keys (<kid>.pub): refuse a list they would refuse")
     add_broker_options(publish)
     publish.set_defaults(func=_publish_revocations)
 
@@ -196,12 +213,38 @@ def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
 def _publish_revocations(args: argparse.Namespace) -> int:
     data = Path(args.file).read_bytes()
     kind, version = _peek_revocation_list(data, args.file)
+    if args.trust is not None:
+        _check_against_trust(data, args.file, args.trust)
     topic = REVOCATIONS_FULL if kind == "full" else REVOCATIONS_DELTA
     with CtlSession(settings_from_args(args)) as session:
         session.publish(topic, data, retain=kind == "full", timeout=60.0)
     sys.stdout.write(f"published {kind} revocation list version {version} on {topic}"
                      f"{' (retained)' if kind == 'full' else ''}\n")
     return EXIT_OK
+
+
+def _publish_time(args: argparse.Namespace) -> int:
+    key_path = Path(args.key)
+    key = load_signing_key(key_path)
+    now = time.time()
+    with CtlSession(settings_from_args(args)) as session:
+        session.publish(TIME, sign_time(now, key, key_path.stem))
+    sys.stdout.write(f"published signed time {format_instant(now)} on {TIME} "
+                     f"(ops key {key_path.stem})\n")
+    return EXIT_OK
+
+
+def _check_against_trust(data: bytes, name: str, trust: Path) -> None:
+    """Refuse (exit 1) a list the gates would refuse: signed by a key they do not trust."""
+    try:
+        keyring = load_ops_keyring(trust)
+    except KeyFileError as exc:
+        raise UsageError(f"--trust {trust}: {exc}") from None
+    try:
+        parse_revocation_list(data, keyring, time.time())
+    except RevocationListError as exc:
+        raise GateError(f"{name} would be refused by the gates trusting {trust}: {exc}; "
+                           "sign it with one of those ops keys") from None
 
 
 def _peek_revocation_list(data: bytes, name: str) -> tuple[str, int]:
@@ -229,24 +272,26 @@ def _watch(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     deadline = time.monotonic() + duration if duration is not None else None
     shown = 0
-    with CtlSession(settings_from_args(args), "gatectl-watch") as session:
-        session.link.subscribe(filters)
-        while args.count is None or shown < args.count:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                break
-            try:
-                topic, payload, retained = session.messages.get(
-                    timeout=1.0 if remaining is None else min(1.0, remaining))
-            except queue.Empty:
-                continue
-            record, line = describe_message(topic, payload, retained)
-            if args.json:
-                emit_json(record)
-            else:
-                sys.stdout.write(line + "\n")
-                sys.stdout.flush()
-            shown += 1
+
+    def show(topic: str, payload: bytes, retained: bool) -> None:
+        nonlocal shown
+        record, line = describe_message(topic, payload, retained)
+        if args.json:
+            emit_json(record)
+        else:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        shown += 1
+
+    def changed(what: str) -> None:
+        sys.stderr.write(f"gatectl watch: {format_instant(time.time())} {what}\n")
+        sys.stderr.flush()
+
+    def done() -> bool:
+        return ((args.count is not None and shown >= args.count)
+                or (deadline is not None and time.monotonic() >= deadline))
+
+    follow(settings_from_args(args), filters, show, changed, done)
     return EXIT_OK
 
 

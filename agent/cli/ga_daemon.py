@@ -149,7 +149,8 @@ def _local_broker() -> MqttSection | None:
         socket.create_connection(LOCAL_BROKER, timeout=0.3).close()
     except OSError:
         return None
-    return MqttSection(url=f"mqtt://{LOCAL_BROKER[0]}:{LOCAL_BROKER[1]}")
+    # No centre acknowledges in the demo: events leave the outbox on the broker's PUBACK.
+    return MqttSection(url=f"mqtt://{LOCAL_BROKER[0]}:{LOCAL_BROKER[1]}", ack="puback")
 
 
 def _return_freed_memory() -> None:

@@ -177,7 +177,7 @@ class MqttSection:
     reconnect_max_s: float = opt(30.0, _positive)
     # When an event leaves the outbox: on the broker's PUBACK, or when the centre
     # acknowledges it on .../events/ack (end to end; survives a broker crash).
-    ack: Literal["puback", "centre"] = opt("puback")
+    ack: Literal["puback", "centre"] = opt("centre")
     # ack = "centre": events the centre has not confirmed this long after PUBACK are resent.
     ack_timeout_s: float = opt(60.0, _positive)
 

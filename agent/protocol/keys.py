@@ -174,6 +174,19 @@ def load_keyring(issuers_dir: Path, ops_dir: Path) -> KeyRing:
     return KeyRing(keys)
 
 
+def load_ops_keyring(ops_dir: Path) -> KeyRing:
+    """The gates' ops trust alone (``gatectl revocations publish --trust``, the centre)."""
+    if not ops_dir.is_dir():
+        raise KeyFileError(f"{ops_dir}: trusted ops key folder does not exist")
+    keys: dict[tuple[str, str], TrustedKey] = {}
+    for pub in sorted(ops_dir.glob("*.pub")):
+        key = _load_trusted(pub, "ops")
+        keys[(key.kid, key.role)] = key
+    if not keys:
+        raise KeyFileError(f"{ops_dir} holds no <kid>.pub ops key: copy the gates' ops keys there")
+    return KeyRing(keys)
+
+
 def _load_trusted(pub: Path, role: Role) -> TrustedKey:
     kid = pub.stem
     try:

@@ -222,7 +222,8 @@ class SyncService:
                     self._signal,
                     generation=self._generation,
                     on_message=self._on_message,
-                    will=Will(self.topics.status, will_payload(self.site, self.gate)),
+                    will=Will(self.topics.status,
+                              will_payload(self.site, self.gate, self._clock.now())),
                     inflight=self.drain.window,
                 )
                 link.open()

@@ -51,8 +51,14 @@ def status_payload(
     return json.dumps(body, separators=(",", ":"), default=str).encode("utf-8")
 
 
-def will_payload(site: str, gate: str) -> bytes:
-    """What the broker publishes when the gate vanishes without saying goodbye."""
-    body = {"online": False, "site": site, "gate": gate, "version": __version__,
-            "reason": "connection_lost"}
+def will_payload(site: str, gate: str, connected_at: float | None = None) -> bytes:
+    """What the broker publishes when the gate vanishes without saying goodbye.
+
+    Set when the connection is made, so it can only say since when the gate was last
+    connected (``connected_at``); the centre records when it saw the will arrive.
+    """
+    body: dict[str, Any] = {"online": False, "site": site, "gate": gate,
+                            "version": __version__, "reason": "connection_lost"}
+    if connected_at is not None:
+        body["connected_at"] = format_instant(connected_at)
     return json.dumps(body, separators=(",", ":")).encode("utf-8")
