@@ -17,8 +17,8 @@ import pytest
 from hw.pins import make_pin_factory
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-CORPUS = SHARED / "corpus" / "zxing-qr"
+# Real QR photographs, part of the project (origin and licence in its NOTICE).
+CORPUS = ROOT / "tests" / "data" / "zxing-qr"
 
 # Shared fixtures living in their own modules (real Mosquitto broker, ...).
 pytest_plugins = ["tests.broker"]
