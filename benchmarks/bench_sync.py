@@ -5,22 +5,31 @@
 Drain: N events already in a real EntryLog (SQLite, synchronous=FULL) are published
 QoS 1 by SyncService and deleted on PUBACK; the rate includes all outbox bookkeeping.
 Latency: one message at a time on a Link, publish() to its PUBACK.
-Targets (issue 5): >= 5,000 events/s loopback, >= 1,500 events/s at 20 ms RTT.
+Targets (issue 5): >= 5,000 events/s loopback, >= 1,500 events/s at 20 ms RTT (drain with
+100 in flight). Beside them, raw paho in the same run: the same number of messages of the
+same size published QoS 1 with the same window, timed to the last PUBACK (no outbox).
+Ends with the targets table and exits 1 on a miss.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import queue
+import socket
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import paho.mqtt.client as paho
 from delay_proxy import DelayProxy
+from paho.mqtt.enums import CallbackAPIVersion
+from targets import Row, at_least, report
 
 from agent.store.entrylog import EntryLog
 from agent.sync.broker import broker_settings
@@ -47,6 +56,41 @@ def drain_rate(port: int, count: int, inflight: int, workdir: Path) -> float:
     sync.stop()
     assert log.backlog == 0
     log.close()
+    return count / elapsed
+
+
+def raw_paho_rate(port: int, count: int, inflight: int) -> float:
+    """Raw paho: ``count`` QoS 1 publishes of an event-sized payload, to the last PUBACK."""
+    payload = json.dumps({"id": "0" * 32, "seq": 1, **EVENT}).encode()
+    done = threading.Event()
+    connected = threading.Event()
+    acked = 0
+
+    def on_publish(*_args: object) -> None:
+        nonlocal acked
+        acked += 1
+        if acked >= count:
+            done.set()
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw",
+                         protocol=paho.MQTTv311)
+    client.max_inflight_messages_set(inflight)
+    client.max_queued_messages_set(0)
+    client.on_publish = on_publish
+    client.on_connect = lambda *_a: connected.set()
+    client.connect("127.0.0.1", port)
+    sock = client.socket()
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as Link does
+    client.loop_start()
+    assert connected.wait(10)
+    start = time.perf_counter()
+    for _ in range(count):
+        client.publish("bench/raw", payload, qos=1)
+    assert done.wait(120), f"raw paho: {acked}/{count} acknowledged"
+    elapsed = time.perf_counter() - start
+    client.disconnect()
+    client.loop_stop()
     return count / elapsed
 
 
@@ -90,18 +134,22 @@ def main() -> int:
                 lat = puback_latency(port, samples if port == broker.port else samples // 4)
                 rates = {w: drain_rate(port, n, w, root / f"{name}-{w}".replace(" ", ""))
                          for w in (20, 100)}
-                rows.append((name, n, rates[20], rates[100], statistics.median(lat), p99(lat)))
+                raw = raw_paho_rate(port, n, 100)
+                rows.append((name, n, rates[20], rates[100], statistics.median(lat), p99(lat),
+                             raw))
         finally:
             proxy.close()
             broker.kill()
     print(f"{'path':<10} {'events':>7} {'drain/s w=20':>13} {'drain/s w=100':>14} "
           f"{'PUBACK median ms':>17} {'p99 ms':>8}")
-    for name, n, r20, r100, med, tail in rows:
+    for name, n, r20, r100, med, tail, _raw in rows:
         print(f"{name:<10} {n:>7} {r20:>13,.0f} {r100:>14,.0f} {med:>17.2f} {tail:>8.2f}")
-    loop, rtt = rows[0][3], rows[1][3]
-    print(f"targets: loopback {loop:,.0f}/s vs 5,000 ({loop / 5000:.1f}x); "
-          f"20 ms RTT {rtt:,.0f}/s vs 1,500 ({rtt / 1500:.1f}x)")
-    return 0
+    targets = []
+    for (name, _n, _r20, rate, _med, _tail, raw), floor in zip(rows, (5000, 1500), strict=True):
+        targets.append(Row(f"drain {name}, 100 in flight", f"{rate:,.0f}/s "
+                           f"({rate / raw:.2f}x raw)", f">= {floor:,}/s",
+                           f"paho {raw:,.0f}/s", at_least(rate, floor)))
+    return report("bench_sync", targets)
 
 
 if __name__ == "__main__":
