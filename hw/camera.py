@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from agent.core.config import CameraSection, ScannerSection
 from agent.core.errors import HardwareError
 from hw.decoders import Decoder
 from hw.frames import ChangeGate, FrameLoop, FramePipeline, LoopSource
+from hw.settings import CameraSettings
 
 # Consecutive failed reads before a camera is considered gone and reopened.
 MAX_FAILED_READS = 30
@@ -24,7 +24,7 @@ MAX_FAILED_READS = 30
 class OpenCVCamera:
     """cv2.VideoCapture on a device index or path, buffer of one frame."""
 
-    def __init__(self, camera: CameraSection) -> None:
+    def __init__(self, camera: CameraSettings) -> None:
         import cv2
 
         self._cv2: Any = cv2
@@ -70,7 +70,7 @@ class OpenCVCamera:
 class Picamera2Camera:
     """A CSI camera through picamera2/libcamera; the Y plane of YUV420 is the gray frame."""
 
-    def __init__(self, camera: CameraSection) -> None:
+    def __init__(self, camera: CameraSettings) -> None:
         if importlib.util.find_spec("picamera2") is None:
             raise HardwareError(
                 '[camera] backend = "picamera2" but picamera2 is not installed: '
@@ -106,7 +106,7 @@ class Picamera2Camera:
                 self._cam = None
 
 
-def open_camera_reader(camera: CameraSection) -> OpenCVCamera | Picamera2Camera:
+def open_camera_reader(camera: CameraSettings) -> OpenCVCamera | Picamera2Camera:
     if camera.backend == "picamera2":
         return Picamera2Camera(camera)
     return OpenCVCamera(camera)
@@ -119,13 +119,13 @@ class CameraSource(LoopSource):
 
     def __init__(
         self,
-        camera: CameraSection,
-        scanner: ScannerSection,
+        camera: CameraSettings,
+        dedupe_s: float,
         decoder: Decoder,
         change_gate: bool = True,
         backoff_s: tuple[float, float] = (0.5, 30.0),
     ) -> None:
-        pipeline = FramePipeline(decoder, scanner.dedupe_s, ChangeGate() if change_gate else None)
+        pipeline = FramePipeline(decoder, dedupe_s, ChangeGate() if change_gate else None)
         self._loop = FrameLoop(
             open_camera_reader(camera),
             pipeline,

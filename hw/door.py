@@ -16,7 +16,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from agent.core.config import DoorSection
+from hw.pins import gpio_device
+from hw.settings import RelaySettings
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +30,12 @@ LOCK_RETRY_S = 0.2
 class RelayDoor:
     """agent.core.ports.Door on a gpiozero DigitalOutputDevice."""
 
-    def __init__(self, door: DoorSection, factory: Any, on_change: OnChange | None = None) -> None:
-        from gpiozero import DigitalOutputDevice
-
+    def __init__(
+        self, relay: RelaySettings, factory: Any, on_change: OnChange | None = None
+    ) -> None:
+        """HardwareError (with what to do) when the pin cannot be driven."""
         # First thing: the relay is driven to its locked (inactive) level.
-        self._relay = DigitalOutputDevice(
-            door.relay_pin,
-            active_high=door.relay_active_high,
-            initial_value=False,
-            pin_factory=factory,
-        )
+        self._relay = _relay_output(relay, factory)
         self._on_change = on_change
         # Held across "drive the pin, then report it" so reports arrive in the order the
         # pin changed; always taken before _cond, never while waiting on it.
@@ -172,20 +169,24 @@ class RelayDoor:
             self._notify(changed, "locked")
 
 
-def force_locked(door: DoorSection, factory: Any) -> int:
+def _relay_output(relay: RelaySettings, factory: Any) -> Any:
+    from gpiozero import DigitalOutputDevice
+
+    return gpio_device("door relay", relay.pin, lambda: DigitalOutputDevice(
+        relay.pin, active_high=relay.active_high, initial_value=False, pin_factory=factory
+    ))
+
+
+def force_locked(relay: RelaySettings, factory: Any) -> int:
     """Drive the relay pin to its locked level and release it; return the level driven (0/1).
 
     For ``gate-agent relay-safe`` (systemd ExecStopPost): however the agent died, the relay
     ends at its locked level. On a Raspberry Pi a released output keeps its last level;
     docs/wiring.md asks for a relay board that also rests locked when the pin floats.
     """
-    from gpiozero import DigitalOutputDevice
-
-    relay = DigitalOutputDevice(
-        door.relay_pin, active_high=door.relay_active_high, initial_value=False, pin_factory=factory
-    )
+    output = _relay_output(relay, factory)
     try:
-        relay.off()
-        return int(relay.pin.state)
+        output.off()
+        return int(output.pin.state)
     finally:
-        relay.close()
+        output.close()

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 from typing import Any, NamedTuple
 
-from agent.core.config import IndicatorsSection
 from agent.core.reasons import DenialClass
+from hw.pins import gpio_device
+from hw.settings import IndicatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,9 @@ PATTERNS: dict[DenialClass, tuple[Step, ...]] = {
 }
 
 
+_PART = {"green": "green LED", "red": "red LED", "buzzer": "buzzer"}
+
+
 class NullIndicators:
     """Indicators for a gate with no LEDs or buzzer configured."""
 
@@ -67,21 +72,23 @@ class LedIndicators:
 
     def __init__(
         self,
-        ind: IndicatorsSection,
+        ind: IndicatorSettings,
         factory: Any,
         patterns: dict[DenialClass, tuple[Step, ...]] | None = None,
     ) -> None:
+        """HardwareError (with what to do) when an indicator pin cannot be driven."""
         from gpiozero import DigitalOutputDevice
 
         self._patterns = patterns or PATTERNS
         self._outputs: dict[str, Any] = {}
         try:
             for name in ("green", "red", "buzzer"):
-                pin = getattr(ind, f"{name}_pin")
+                pin: int | None = getattr(ind, f"{name}_pin")
                 if pin is not None:
-                    self._outputs[name] = DigitalOutputDevice(
-                        pin, active_high=ind.active_high, initial_value=False, pin_factory=factory
-                    )
+                    self._outputs[name] = gpio_device(_PART[name], pin, partial(
+                        DigitalOutputDevice, pin, active_high=ind.active_high,
+                        initial_value=False, pin_factory=factory,
+                    ))
         except Exception:
             self._release()
             raise
@@ -164,7 +171,7 @@ class LedIndicators:
         self._outputs.clear()
 
 
-def make_indicators(ind: IndicatorsSection, factory: Any) -> LedIndicators | NullIndicators:
+def make_indicators(ind: IndicatorSettings, factory: Any) -> LedIndicators | NullIndicators:
     """LedIndicators when any indicator pin is configured, else NullIndicators."""
     if ind.green_pin is None and ind.red_pin is None and ind.buzzer_pin is None:
         return NullIndicators()

@@ -17,12 +17,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.core.clock import Clock, SystemClock
-from agent.core.config import DoorSection
 from agent.core.events import DoorInput
+from hw.pins import gpio_device
+from hw.settings import InputSettings
 
 log = logging.getLogger(__name__)
 
 OnEvent = Callable[[DoorInput], None]
+
+# input name -> (kind reported on activation, on release; None: activation only)
+_KINDS: dict[str, tuple[str, str | None]] = {
+    "contact": ("contact_open", "contact_closed"),
+    "exit": ("exit", None),
+    "tamper": ("tamper", "tamper_clear"),
+    "fire": ("fire", "fire_clear"),
+}
 
 
 @dataclass
@@ -46,29 +55,26 @@ class DoorInputs:
 
     def __init__(
         self,
-        door: DoorSection,
+        inputs: InputSettings,
         factory: Any,
         on_event: OnEvent,
         clock: Clock | None = None,
     ) -> None:
-        self._door = door
+        """HardwareError (with what to do) when an input pin cannot be set up."""
+        self._pull_up = inputs.pull_up
         self._factory = factory
         self._on_event = on_event
         self._clock = clock or SystemClock()
-        self._bounce = door.bounce_s
+        self._bounce = inputs.bounce_s
         self._cond = threading.Condition()
         self._closed = False
         self._inputs: list[_Input] = []
-        specs = [
-            ("contact", door.contact_pin, door.contact_open_high, "contact_open", "contact_closed"),
-            ("exit", door.exit_pin, door.exit_active_high, "exit", None),
-            ("tamper", door.tamper_pin, door.tamper_active_high, "tamper", "tamper_clear"),
-            ("fire", door.fire_pin, door.fire_active_high, "fire", "fire_clear"),
-        ]
         try:
-            for name, pin, active_high, on_kind, off_kind in specs:
-                if pin is not None:
-                    self._inputs.append(self._make(name, pin, active_high, on_kind, off_kind))
+            for name, wired in inputs.configured().items():
+                on_kind, off_kind = _KINDS[name]
+                self._inputs.append(
+                    self._make(name, wired.pin, wired.active_high, on_kind, off_kind)
+                )
         except Exception:
             self.close()
             raise
@@ -83,11 +89,12 @@ class DoorInputs:
     ) -> _Input:
         from gpiozero import DigitalInputDevice
 
-        pull_up = True if self._door.inputs_pull_up else None
+        pull_up = True if self._pull_up else None
         kwargs: dict[str, Any] = {"pull_up": pull_up, "pin_factory": self._factory}
         if pull_up is None:
             kwargs["active_state"] = True  # value == raw level
-        device = DigitalInputDevice(pin, **kwargs)
+        device = gpio_device(f"door input {name!r}", pin,
+                             lambda: DigitalInputDevice(pin, **kwargs))
         inp = _Input(name, device, active_high, on_kind, off_kind, stable=False)
         inp.stable = self._active(inp)
         device.when_activated = lambda: self._edge(inp)
@@ -96,7 +103,7 @@ class DoorInputs:
 
     def _active(self, inp: _Input) -> bool:
         value = bool(inp.device.value)
-        level = (not value) if self._door.inputs_pull_up else value
+        level = (not value) if self._pull_up else value
         return level == inp.active_high
 
     def state(self) -> dict[str, bool]:

@@ -13,9 +13,9 @@ import threading
 import time
 from typing import Any
 
-from agent.core.config import ScannerSection, SerialSection
 from agent.core.events import Scan
 from hw.frames import Deduper, OnCode, OnScan, adapt_on_code
+from hw.settings import SerialSettings
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,8 @@ class SerialSource:
 
     def __init__(
         self,
-        serial: SerialSection,
-        scanner: ScannerSection,
+        serial: SerialSettings,
+        dedupe_s: float,
         max_line: int,
         backoff_s: tuple[float, float] = (0.5, 30.0),
     ) -> None:
@@ -82,7 +82,7 @@ class SerialSource:
         self._pyserial: Any = pyserial
         self._serial = serial
         self._splitter = LineSplitter(serial.terminator, max_line)
-        self._dedupe = Deduper(scanner.dedupe_s)
+        self._dedupe = Deduper(dedupe_s)
         self._backoff = backoff_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from agent.core.config import ScannerSection
 from agent.core.errors import HardwareError
 from hw.decoders import Decoder
 from hw.frames import ChangeGate, FrameLoop, FramePipeline, LoopSource
@@ -112,14 +111,14 @@ class SimulatedSource(LoopSource):
         self,
         path: Path,
         fps: float,
-        scanner: ScannerSection,
+        dedupe_s: float,
         decoder: Decoder,
         loop: bool = False,
         change_gate: bool = True,
     ) -> None:
         if fps <= 0:
             raise HardwareError(f"simulated source fps must be greater than 0, got {fps}")
-        pipeline = FramePipeline(decoder, scanner.dedupe_s, ChangeGate() if change_gate else None)
+        pipeline = FramePipeline(decoder, dedupe_s, ChangeGate() if change_gate else None)
         self._loop = FrameLoop(
             open_file_reader(path, loop), pipeline, self.method, "sim", pace_fps=fps
         )

@@ -58,6 +58,7 @@ def check_image(path: Path, decoder_kind: str) -> int:
 
 def check_camera(config_path: Path, seconds: float, reads: int) -> int:
     from agent.core.config import load_config
+    from agent.runtime.hwsettings import camera_settings
     from hw.camera import CameraSource
     from hw.decoders import make_decoder
 
@@ -70,7 +71,8 @@ def check_camera(config_path: Path, seconds: float, reads: int) -> int:
             seen.append(time.monotonic())
         print(f"  read {'the test card' if card else 'another code (not the card)'}", flush=True)
 
-    source = CameraSource(config.camera, config.scanner, make_decoder(config.camera.decoder))
+    source = CameraSource(camera_settings(config.camera), config.scanner.dedupe_s,
+                          make_decoder(config.camera.decoder))
     print(f"camera {config.camera.device!r} {config.camera.width}x{config.camera.height}: "
           f"show the card {reads} time(s) within {seconds:g} s", flush=True)
     source.start(on_code)

@@ -32,6 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout too
 
 from agent.core.config import load_config
+from agent.runtime.hwsettings import relay_settings
 from hw.door import RelayDoor, force_locked
 from hw.pins import make_pin_factory
 
@@ -80,7 +81,7 @@ def main() -> int:
     released = lambda: bool(loop_input.value)  # noqa: E731
     slack = 0.25  # relay contact bounce and scheduling on a busy Pi
     try:
-        with RelayDoor(config.door, factory, on_change=on_change) as door:
+        with RelayDoor(relay_settings(config.door), factory, on_change=on_change) as door:
             step("locked at start", wait_for(lambda: not released(), slack),
                  hint="the input reads released: check the wiring, --active-low and "
                  "door.relay_active_high")
@@ -105,7 +106,7 @@ def main() -> int:
             door.hold_unlocked()
             step("hold releases", wait_for(released, slack))
         step("closing the driver locks", wait_for(lambda: not released(), slack))
-        force_locked(config.door, factory)
+        force_locked(relay_settings(config.door), factory)
         if args.mock and on_change is not None:
             on_change("locked")
         step("relay-safe leaves it locked", wait_for(lambda: not released(), slack))

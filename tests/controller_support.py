@@ -16,6 +16,7 @@ from agent.gate.controller import Controller
 from agent.gate.parts import InboundHandler, Parts, SyncPort
 from agent.gate.timekeeper import Probe, Timekeeper
 from agent.protocol.keys import load_keyring
+from agent.runtime.hwsettings import indicator_settings, relay_settings
 from agent.store import EntryLog, Meta, ReplayCache, RevocationStore
 from agent.store.resend import ResendableOutbox
 from hw.door import RelayDoor
@@ -64,8 +65,8 @@ def controller_rig(
     config = config_from_mapping(raw, base_dir=tmp_path)
     clock = FixedClock(time.time())
     factory = make_pin_factory("mock")
-    door = RelayDoor(config.door, factory)
-    indicators = make_indicators(config.indicators, factory)
+    door = RelayDoor(relay_settings(config.door), factory)
+    indicators = make_indicators(indicator_settings(config.indicators), factory)
     entry_log = EntryLog(state, clock=clock)
     revocations = RevocationStore(state, clock=clock)
     replays = ReplayCache(state, clock=clock)

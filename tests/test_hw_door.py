@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockPin
 
-from agent.core.config import DoorSection
 from hw.door import RelayDoor, force_locked
+from hw.settings import RelaySettings
 
 
 def _levels(pin: Any) -> list[bool]:
@@ -37,7 +37,7 @@ class Changes:
 
 def test_relay_is_driven_locked_at_construction_active_high(factory: Any) -> None:
     pin = factory.pin(17)
-    with RelayDoor(DoorSection(relay_pin=17, relay_active_high=True), factory) as door:
+    with RelayDoor(RelaySettings(pin=17, active_high=True), factory) as door:
         assert pin.function == "output"
         assert pin.state is False
         assert not door.unlocked
@@ -45,7 +45,7 @@ def test_relay_is_driven_locked_at_construction_active_high(factory: Any) -> Non
 
 def test_relay_is_driven_locked_at_construction_active_low(factory: Any) -> None:
     pin = factory.pin(17)
-    with RelayDoor(DoorSection(relay_pin=17, relay_active_high=False), factory) as door:
+    with RelayDoor(RelaySettings(pin=17, active_high=False), factory) as door:
         assert pin.state is True  # active-low board: high = relay off = locked
         door.pulse(5)
         assert pin.state is False
@@ -55,7 +55,7 @@ def test_relay_is_driven_locked_at_construction_active_low(factory: Any) -> None
 def test_pulse_releases_then_locks_by_itself(factory: Any) -> None:
     changes = Changes()
     pin = factory.pin(17)
-    with RelayDoor(DoorSection(relay_pin=17), factory, on_change=changes) as door:
+    with RelayDoor(RelaySettings(pin=17), factory, on_change=changes) as door:
         door.pulse(0.2)
         assert door.unlocked
         assert changes.wait_for(2)
@@ -70,7 +70,7 @@ def test_pulse_releases_then_locks_by_itself(factory: Any) -> None:
 def test_new_pulse_during_a_pulse_extends_without_stacking_threads(factory: Any) -> None:
     changes = Changes()
     pin = factory.pin(17)
-    with RelayDoor(DoorSection(relay_pin=17), factory, on_change=changes) as door:
+    with RelayDoor(RelaySettings(pin=17), factory, on_change=changes) as door:
         threads_before = threading.active_count()
         door.pulse(0.3)
         for _ in range(20):
@@ -85,7 +85,7 @@ def test_new_pulse_during_a_pulse_extends_without_stacking_threads(factory: Any)
 def test_extension_restarts_the_close(factory: Any) -> None:
     changes = Changes()
     pin = factory.pin(17)
-    with RelayDoor(DoorSection(relay_pin=17), factory, on_change=changes) as door:
+    with RelayDoor(RelaySettings(pin=17), factory, on_change=changes) as door:
         door.pulse(0.3)
         released = threading.Event()
         released.wait(0.2)  # bounded pause inside the first pulse
@@ -97,7 +97,7 @@ def test_extension_restarts_the_close(factory: Any) -> None:
 
 def test_close_locks_at_once_and_is_idempotent(factory: Any) -> None:
     pin = factory.pin(17)
-    door = RelayDoor(DoorSection(relay_pin=17), factory)
+    door = RelayDoor(RelaySettings(pin=17), factory)
     door.pulse(60)
     door.close()
     assert pin.state is False
@@ -109,7 +109,7 @@ def test_close_locks_at_once_and_is_idempotent(factory: Any) -> None:
 
 def test_exception_in_caller_leaves_door_locked(factory: Any) -> None:
     pin = factory.pin(17)
-    with pytest.raises(RuntimeError), RelayDoor(DoorSection(relay_pin=17), factory) as door:
+    with pytest.raises(RuntimeError), RelayDoor(RelaySettings(pin=17), factory) as door:
         door.hold_unlocked()
         assert pin.state is True
         raise RuntimeError("controller crashed")
@@ -118,7 +118,7 @@ def test_exception_in_caller_leaves_door_locked(factory: Any) -> None:
 
 def test_hold_unlocked_survives_pulse_end_until_lock(factory: Any) -> None:
     changes = Changes()
-    with RelayDoor(DoorSection(relay_pin=17), factory, on_change=changes) as door:
+    with RelayDoor(RelaySettings(pin=17), factory, on_change=changes) as door:
         door.pulse(0.05)
         door.hold_unlocked()
         threading.Event().wait(0.2)
@@ -133,7 +133,7 @@ def test_pulse_rejects_lengths_that_are_not_a_finite_positive_time(
     factory: Any, seconds: float
 ) -> None:
     pin = factory.pin(17)
-    with RelayDoor(DoorSection(relay_pin=17), factory) as door, pytest.raises(ValueError):
+    with RelayDoor(RelaySettings(pin=17), factory) as door, pytest.raises(ValueError):
         door.pulse(seconds)
     assert True not in _levels(pin)  # never released
 
@@ -153,7 +153,7 @@ class StuckOncePin(MockPin):
 def test_pulse_end_is_retried_when_the_pin_refuses_to_lock(factory: Any) -> None:
     changes = Changes()
     pin = factory.pin(17, pin_class=StuckOncePin)
-    with RelayDoor(DoorSection(relay_pin=17), factory, on_change=changes) as door:
+    with RelayDoor(RelaySettings(pin=17), factory, on_change=changes) as door:
         door.pulse(0.05)
         assert changes.wait_for(2), "the relay timer died on the pin error"
         assert changes.states == ["unlocked", "locked"]
@@ -167,14 +167,14 @@ def test_force_locked_drives_a_pin_left_released(factory: Any) -> None:
     pin = factory.pin(17)
     pin.function = "output"
     pin.state = True  # what a SIGKILLed agent leaves behind mid-pulse
-    level = force_locked(DoorSection(relay_pin=17, relay_active_high=True), factory)
+    level = force_locked(RelaySettings(pin=17, active_high=True), factory)
     assert level == 0
     assert _levels(pin)[-1] is False
 
 
 def test_force_locked_active_low(factory: Any) -> None:
     pin = factory.pin(17)
-    assert force_locked(DoorSection(relay_pin=17, relay_active_high=False), factory) == 1
+    assert force_locked(RelaySettings(pin=17, active_high=False), factory) == 1
     assert True in _levels(pin)
 
 
@@ -182,7 +182,7 @@ def test_close_with_a_failing_pin_still_stops_the_timer_and_releases_the_pin(
     factory: Any,
 ) -> None:
     pin = factory.pin(17, pin_class=StuckOncePin)
-    door = RelayDoor(DoorSection(relay_pin=17), factory)
+    door = RelayDoor(RelaySettings(pin=17), factory)
     door.hold_unlocked()
     with pytest.raises(OSError, match="GPIO write failed"):
         door.close()
@@ -200,7 +200,7 @@ def test_change_reports_follow_the_pin_when_pulses_race_the_close(factory: Any) 
             time.sleep(0.002)
         reports.append(state)
 
-    door = RelayDoor(DoorSection(relay_pin=17), factory, on_change=slow_observer)
+    door = RelayDoor(RelaySettings(pin=17), factory, on_change=slow_observer)
     try:
         for _ in range(300):
             door.pulse(0.001)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.core.config import IndicatorsSection
 from agent.core.reasons import DenialClass
 from hw.indicators import PATTERNS, LedIndicators, NullIndicators, Step, make_indicators
+from hw.settings import IndicatorSettings
 
-IND = IndicatorsSection(green_pin=5, red_pin=6, buzzer_pin=13)
+IND = IndicatorSettings(green_pin=5, red_pin=6, buzzer_pin=13)
 
 
 def test_every_outcome_has_its_own_pattern() -> None:
@@ -74,14 +74,14 @@ def test_close_switches_everything_off(factory: Any) -> None:
 
 
 def test_no_pins_configured_gives_null_indicators(factory: Any) -> None:
-    ind = make_indicators(IndicatorsSection(), factory)
+    ind = make_indicators(IndicatorSettings(), factory)
     assert isinstance(ind, NullIndicators)
     ind.show(DenialClass.REVOKED)
     ind.close()
 
 
 def test_only_configured_pins_are_driven(factory: Any) -> None:
-    ind = make_indicators(IndicatorsSection(red_pin=6), factory)
+    ind = make_indicators(IndicatorSettings(red_pin=6), factory)
     assert isinstance(ind, LedIndicators)
     try:
         ind.show(DenialClass.GRANTED)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from agent.core.config import DoorSection
 from agent.core.events import DoorInput
 from agent.gate.door_monitor import DoorMonitor
 from hw.inputs import DoorInputs
+from hw.settings import InputPin, InputSettings
 
 
 class Events:
@@ -26,7 +26,10 @@ class Events:
             return self._cond.wait_for(lambda: len(self.kinds) >= count, timeout)
 
 
-DOOR = DoorSection(contact_pin=27, exit_pin=22, tamper_pin=23, fire_pin=24, bounce_s=0.05)
+# As agent.runtime.hwsettings builds it from [door] contact/exit/tamper/fire_pin = 27/22/23/24
+# with the config's default levels (tests/test_hw_settings.py holds the two equal).
+DOOR = InputSettings(contact=InputPin(27, True), exit=InputPin(22, False),
+                     tamper=InputPin(23, True), fire=InputPin(24, False), bounce_s=0.05)
 
 
 def settle(factory: Any, events: Events) -> None:
@@ -88,7 +91,7 @@ def test_exit_button_reports_press_only(factory: Any) -> None:
 def test_fire_active_at_start_is_reported_at_once(factory: Any) -> None:
     events = Events()
     # NC fire-panel loop: alarm (or a cut wire) lets the pull-up read high, as at start here
-    door = DoorSection(fire_pin=24, fire_active_high=True)
+    door = InputSettings(fire=InputPin(24, active_high=True))
     with DoorInputs(door, factory, events) as inputs:
         assert events.wait_for(1)
         assert events.kinds == ["fire"]
@@ -109,7 +112,7 @@ def test_tamper_and_clear(factory: Any) -> None:
 
 def test_levels_follow_config_without_pull_ups(factory: Any) -> None:
     events = Events()
-    door = DoorSection(contact_pin=27, contact_open_high=False, inputs_pull_up=False, bounce_s=0.0)
+    door = InputSettings(contact=InputPin(27, active_high=False), pull_up=False, bounce_s=0.0)
     contact = factory.pin(27)
     with DoorInputs(door, factory, events) as inputs:
         assert inputs.state() == {"contact": True}  # floating mock pin reads low = open

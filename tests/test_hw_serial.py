@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from agent.core.config import ScannerSection, SerialSection
 from hw.serial_scanner import LineSplitter, SerialSource
+from hw.settings import SerialSettings
 
 
 class Pty:
@@ -77,8 +77,8 @@ def device(tmp_path: Path) -> Iterator[Pty]:
 
 def _source(device: Pty, terminator: str = "any", dedupe: float = 0.0) -> SerialSource:
     return SerialSource(
-        SerialSection(port=str(device.link), baud=9600, terminator=terminator),  # type: ignore[arg-type]
-        ScannerSection(kind="serial", dedupe_s=dedupe),
+        SerialSettings(port=str(device.link), baud=9600, terminator=terminator),  # type: ignore[arg-type]
+        dedupe,
         max_line=64,
         backoff_s=(0.05, 0.2),
     )
@@ -147,8 +147,8 @@ def test_unplug_is_survived_and_port_reopened(device: Pty) -> None:
 
 def test_missing_port_at_start_keeps_retrying(tmp_path: Path) -> None:
     source = SerialSource(
-        SerialSection(port=str(tmp_path / "nothing")),
-        ScannerSection(kind="serial"),
+        SerialSettings(port=str(tmp_path / "nothing")),
+        3.0,
         max_line=64,
         backoff_s=(0.02, 0.05),
     )
@@ -195,8 +195,8 @@ def test_half_line_before_an_unplug_is_not_glued_to_the_next_code(device: Pty) -
 
 def test_unusable_port_settings_keep_the_thread_retrying(device: Pty) -> None:
     source = SerialSource(
-        SerialSection(port=str(device.link), baud=-5),
-        ScannerSection(kind="serial"),
+        SerialSettings(port=str(device.link), baud=-5),
+        3.0,
         max_line=64,
         backoff_s=(0.02, 0.05),
     )

@@ -10,12 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.core.config import CameraSection, ScannerSection
 from agent.core.events import Scan
 from hw import render
 from hw.camera import CameraSource
 from hw.decoders import make_decoder
 from hw.frames import ChangeGate, Deduper
+from hw.settings import CameraSettings
 from hw.sources import SimulatedSource
 from tests.conftest import require
 
@@ -69,7 +69,7 @@ def test_video_held_code_is_one_scan_and_two_couriers_are_two(
         + [SCENE] * 3
     )
     video = render.write_video(frames, tmp_path / "gate.avi", fps=15)
-    source = SimulatedSource(video, 200, ScannerSection(dedupe_s=3.0), make_decoder("auto"))
+    source = SimulatedSource(video, 200, 3.0, make_decoder("auto"))
     scans = collect(source)
     assert [s.text for s in scans] == ["QM1:COURIER-A", "QM1:COURIER-B"]
     assert all(s.method == "sim" for s in scans)
@@ -86,7 +86,7 @@ def test_same_code_again_after_the_window_is_a_new_scan(tmp_path: Path) -> None:
         image = SCENE if code is None else render.place(SCENE, code)
         cv2.imwrite(str(folder / f"{i:03d}.png"), image)
     # dedupe 0: every reappearance after leaving the view is a new scan
-    source = SimulatedSource(folder, 100, ScannerSection(dedupe_s=0.0), make_decoder("auto"))
+    source = SimulatedSource(folder, 100, 0.0, make_decoder("auto"))
     texts = [s.text for s in collect(source)]
     assert texts.count("QM1:COURIER-A") >= 2
 
@@ -97,7 +97,7 @@ def test_static_code_is_still_read_with_the_change_gate(tmp_path: Path) -> None:
     folder.mkdir()
     for i in range(30):
         cv2.imwrite(str(folder / f"{i:03d}.png"), render.place(SCENE, CODE_A))
-    source = SimulatedSource(folder, 200, ScannerSection(dedupe_s=3.0), make_decoder("auto"))
+    source = SimulatedSource(folder, 200, 3.0, make_decoder("auto"))
     assert [s.text for s in collect(source)] == ["QM1:COURIER-A"]
     status = source.status()
     assert status["skipped"] > 0  # identical frames were not decoded again
@@ -107,7 +107,7 @@ def test_scan_mono_is_the_frame_capture_time(tmp_path: Path) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()
     cv2.imwrite(str(folder / "0.png"), render.place(SCENE, CODE_A))
-    source = SimulatedSource(folder, 10, ScannerSection(), make_decoder("auto"))
+    source = SimulatedSource(folder, 10, 3.0, make_decoder("auto"))
     import time
 
     before = time.monotonic()
@@ -120,7 +120,7 @@ def test_start_with_on_code_callback(tmp_path: Path) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()
     cv2.imwrite(str(folder / "0.png"), render.place(SCENE, CODE_B))
-    source = SimulatedSource(folder, 10, ScannerSection(), make_decoder("auto"))
+    source = SimulatedSource(folder, 10, 3.0, make_decoder("auto"))
     got: list[tuple[str, str]] = []
     source.start(lambda text, method: got.append((text, method)))
     assert source.finished.wait(10)
@@ -132,7 +132,7 @@ def test_looping_source_runs_until_stopped(tmp_path: Path) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()
     cv2.imwrite(str(folder / "0.png"), SCENE)
-    source = SimulatedSource(folder, 50, ScannerSection(), make_decoder("auto"), loop=True)
+    source = SimulatedSource(folder, 50, 3.0, make_decoder("auto"), loop=True)
     source.start(lambda text, method: None)
     assert not source.finished.wait(0.3)
     source.stop()
@@ -143,10 +143,10 @@ def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
     from agent.core.errors import HardwareError
 
     with pytest.raises(HardwareError, match="does not exist"):
-        SimulatedSource(tmp_path / "nope", 10, ScannerSection(), make_decoder("auto"))
+        SimulatedSource(tmp_path / "nope", 10, 3.0, make_decoder("auto"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(HardwareError, match="no images"):
-        SimulatedSource(tmp_path / "empty", 10, ScannerSection(), make_decoder("auto"))
+        SimulatedSource(tmp_path / "empty", 10, 3.0, make_decoder("auto"))
 
 
 def test_callback_error_does_not_stop_the_source(tmp_path: Path) -> None:
@@ -154,7 +154,7 @@ def test_callback_error_does_not_stop_the_source(tmp_path: Path) -> None:
     folder.mkdir()
     for i, code in enumerate([CODE_A, None, CODE_B]):
         cv2.imwrite(str(folder / f"{i}.png"), SCENE if code is None else render.place(SCENE, code))
-    source = SimulatedSource(folder, 20, ScannerSection(), make_decoder("auto"))
+    source = SimulatedSource(folder, 20, 3.0, make_decoder("auto"))
     seen: list[str] = []
 
     def explode(text: str, method: str) -> None:
@@ -168,8 +168,8 @@ def test_callback_error_does_not_stop_the_source(tmp_path: Path) -> None:
 
 
 def test_missing_camera_is_reopened_with_backoff_and_never_raises(tmp_path: Path) -> None:
-    camera = CameraSection(device=str(tmp_path / "video9"))
-    source = CameraSource(camera, ScannerSection(), make_decoder("auto"), backoff_s=(0.01, 0.05))
+    camera = CameraSettings(device=str(tmp_path / "video9"))
+    source = CameraSource(camera, 3.0, make_decoder("auto"), backoff_s=(0.01, 0.05))
     source.start(lambda text, method: None)
     try:
         deadline = threading.Event()
@@ -289,7 +289,7 @@ def test_a_dead_decode_thread_reports_failed_not_running(tmp_path: Path) -> None
     folder = tmp_path / "frames"
     folder.mkdir()
     cv2.imwrite(str(folder / "0.png"), render.place(SCENE, CODE_A))
-    source = SimulatedSource(folder, 20, ScannerSection(), make_decoder("auto"), loop=True)
+    source = SimulatedSource(folder, 20, 3.0, make_decoder("auto"), loop=True)
     died = threading.Event()
 
     def escape(scan: Scan) -> None:

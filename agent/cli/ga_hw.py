@@ -88,11 +88,12 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def _decode_camera(config: Any, decoder: Any, frames: int, as_json: bool) -> bool:
+    from agent.runtime.hwsettings import camera_settings
     from hw.camera import open_camera_reader
 
     if frames < 1:
         raise UsageError(f"--frames must be 1 or more, got {frames}")
-    reader = open_camera_reader(config.camera)
+    reader = open_camera_reader(camera_settings(config.camera))
     reader.open()
     read_any = False
     try:
@@ -114,13 +115,14 @@ def _decode_camera(config: Any, decoder: Any, frames: int, as_json: bool) -> boo
 
 
 def cmd_relay_safe(args: argparse.Namespace) -> int:
+    from agent.runtime.hwsettings import relay_settings
     from hw.door import force_locked
     from hw.pins import pin_factory_from_env
 
     config = config_from_args(args)
     factory = pin_factory_from_env()
     try:
-        level = force_locked(config.door, factory)
+        level = force_locked(relay_settings(config.door), factory)
     finally:
         factory.close()
     print(

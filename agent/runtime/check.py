@@ -45,6 +45,8 @@ def run_checks(config: Config, options: CheckOptions) -> Iterator[CheckResult]:
 def _guard(name: str, check: Callable[[], CheckResult]) -> CheckResult:
     try:
         return check()
+    except GateError as exc:  # the project's errors say what was wrong and what to do
+        return CheckResult(name, "fail", str(exc), "")
     except Exception as exc:  # a check that breaks is a failed check, not a traceback
         return CheckResult(name, "fail", f"{type(exc).__name__}: {exc}",
                            "see the message; GATE_AGENT_DEBUG=1 shows more")
@@ -114,6 +116,7 @@ def check_clock(options: CheckOptions) -> CheckResult:
 
 
 def check_relay(config: Config, factory: Any, options: CheckOptions) -> CheckResult:
+    from agent.runtime.hwsettings import relay_settings
     from hw.door import RelayDoor
 
     pin = config.door.relay_pin
@@ -125,7 +128,7 @@ def check_relay(config: Config, factory: Any, options: CheckOptions) -> CheckRes
                            "0.5 s)?"):
             return CheckResult("relay", "skip", "relay click declined", "")
     states: list[str] = []
-    with RelayDoor(config.door, factory, on_change=states.append) as door:
+    with RelayDoor(relay_settings(config.door), factory, on_change=states.append) as door:
         door.pulse(0.5)
         deadline = time.monotonic() + 3.0
         while door.unlocked and time.monotonic() < deadline:
@@ -140,13 +143,14 @@ def check_relay(config: Config, factory: Any, options: CheckOptions) -> CheckRes
 
 
 def check_inputs(config: Config, factory: Any) -> CheckResult:
+    from agent.runtime.hwsettings import input_settings
     from hw.inputs import DoorInputs
 
     door = config.door
     if all(p is None for p in (door.contact_pin, door.exit_pin, door.tamper_pin, door.fire_pin)):
         return CheckResult("inputs", "skip", "no inputs configured (contact, exit, tamper, fire)",
                            "set door.contact_pin / exit_pin if the door has them")
-    with DoorInputs(door, factory, lambda _ev: None) as inputs:
+    with DoorInputs(input_settings(door), factory, lambda _ev: None) as inputs:
         state = inputs.state()
     shown = ", ".join(f"{k}={'active' if v else 'idle'}" for k, v in state.items())
     return CheckResult("inputs", "pass", shown or "read",

@@ -18,6 +18,7 @@ import numpy as np
 from agent.core.config import Config
 from agent.core.errors import GateError
 from agent.runtime.checklist import CheckOptions, CheckResult
+from agent.runtime.hwsettings import camera_settings, serial_settings
 from hw.decoders import Decoder, DecodeResult
 
 # The printed card installers hold at the reader (scripts/hil_camera_card.py --make-card).
@@ -133,7 +134,7 @@ def check_camera(config: Config, options: CheckOptions) -> CheckResult:
     data: dict[str, Any] = {"device": device}
     try:
         decoder = _WatchedDecoder(make_decoder(config.camera.decoder))
-        source = CameraSource(config.camera, config.scanner, decoder)
+        source = CameraSource(camera_settings(config.camera), config.scanner.dedupe_s, decoder)
     except GateError as exc:
         return CheckResult("scanner", "fail", f"camera {device!r}: {exc}",
                            "fix [camera] backend / decoder as the message says", data)
@@ -231,7 +232,8 @@ def check_serial(config: Config, options: CheckOptions) -> CheckResult:
         return CheckResult("scanner", "fail", f"serial port {port} does not open ({reason})",
                            serial_open_hint(port, code), data)
     first = _FirstCode()
-    source = SerialSource(config.serial, config.scanner, MAX_QR_TEXT + 2)  # as the daemon
+    source = SerialSource(serial_settings(config.serial), config.scanner.dedupe_s,
+                          MAX_QR_TEXT + 2)  # as the daemon
     source.start(first)
     try:
         # The probe just opened it: a few seconds to reopen, apart from the scan window.

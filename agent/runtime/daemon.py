@@ -104,6 +104,7 @@ class Daemon:
             raise
 
     def _build(self) -> None:
+        from agent.runtime.hwsettings import indicator_settings, relay_settings
         from hw.door import RelayDoor
         from hw.indicators import make_indicators
         from hw.pins import make_pin_factory, pin_factory_from_env
@@ -115,9 +116,9 @@ class Daemon:
         )
         self._closers.append(("pins", factory.close))
         # First thing that touches a pin: the relay, driven to locked.
-        self.door = RelayDoor(cfg.door, factory, on_change=self._door_changed)
+        self.door = RelayDoor(relay_settings(cfg.door), factory, on_change=self._door_changed)
         self._closers.append(("door", self.door.close))
-        indicators = make_indicators(cfg.indicators, factory)
+        indicators = make_indicators(indicator_settings(cfg.indicators), factory)
         self._closers.append(("indicators", indicators.close))
 
         state = cfg.state.dir
@@ -172,23 +173,29 @@ class Daemon:
             from hw.decoders import make_decoder
             from hw.sources import SimulatedSource
 
-            return SimulatedSource(self.options.source, self.options.source_fps, cfg.scanner,
-                                   make_decoder(cfg.camera.decoder), loop=self.options.source_loop)
+            return SimulatedSource(self.options.source, self.options.source_fps,
+                                   cfg.scanner.dedupe_s, make_decoder(cfg.camera.decoder),
+                                   loop=self.options.source_loop)
         if cfg.scanner.kind == "camera":
+            from agent.runtime.hwsettings import camera_settings
             from hw.camera import CameraSource
             from hw.decoders import make_decoder
 
-            return CameraSource(cfg.camera, cfg.scanner, make_decoder(cfg.camera.decoder))
+            return CameraSource(camera_settings(cfg.camera), cfg.scanner.dedupe_s,
+                                make_decoder(cfg.camera.decoder))
         if cfg.scanner.kind == "serial":
             from agent.protocol.qrtext import MAX_QR_TEXT
+            from agent.runtime.hwsettings import serial_settings
             from hw.serial_scanner import SerialSource
 
-            return SerialSource(cfg.serial, cfg.scanner, MAX_QR_TEXT + 2)
+            return SerialSource(serial_settings(cfg.serial), cfg.scanner.dedupe_s,
+                                MAX_QR_TEXT + 2)
         return None
 
     # ---- running -------------------------------------------------------------------------
 
     def start(self) -> None:
+        from agent.runtime.hwsettings import input_settings
         from hw.inputs import DoorInputs
 
         assert self.controller is not None
@@ -196,7 +203,8 @@ class Daemon:
         self.controller.start()
         if any(p is not None for p in (cfg.door.contact_pin, cfg.door.exit_pin,
                                        cfg.door.tamper_pin, cfg.door.fire_pin)):
-            inputs = DoorInputs(cfg.door, self._inputs_factory, self.controller.on_door_input)
+            inputs = DoorInputs(input_settings(cfg.door), self._inputs_factory,
+                                self.controller.on_door_input)
             self._closers.append(("inputs", inputs.close))
         if self.sync is not None:
             self.sync.start()
