@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from agent.core.backoff import Backoff
 from agent.core.events import Scan
 from hw.decoders import Decoder
 
@@ -293,7 +294,7 @@ class FrameLoop:
         }
 
     def _capture(self) -> None:
-        delay = self._backoff[0]
+        backoff = Backoff(*self._backoff)
         try:
             while not self._stop.is_set():
                 self._delivered = False
@@ -312,7 +313,10 @@ class FrameLoop:
                         log.error("%s stopped: %s", self._name, self.last_error)
                         return
                     if self._delivered:  # it worked for a while: a fresh failure
-                        delay = self._backoff[0]
+                        backoff.reset()
+                    # A device that opens but never delivers a frame backs off like one
+                    # that does not open at all (no tight reopen loop filling the journal).
+                    delay = backoff.next_delay()
                     self.state = "reopening"
                     self.reopens += 1
                     log.warning(
@@ -320,9 +324,6 @@ class FrameLoop:
                     )
                     if self._stop.wait(delay):
                         return
-                    # A device that opens but never delivers a frame backs off like one
-                    # that does not open at all (no tight reopen loop filling the journal).
-                    delay = min(delay * 2, self._backoff[1])
         finally:
             self._safe_close()
             self._slot.close()

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+from agent.core.backoff import Backoff
 from agent.core.events import Scan
 from hw.frames import Deduper, OnCode, OnScan, adapt_on_code
 from hw.settings import SerialSettings
@@ -132,16 +133,18 @@ class SerialSource:
         )
 
     def _run(self) -> None:
-        delay = self._backoff[0]
+        backoff = Backoff(*self._backoff)
         while not self._stop.is_set():
             try:
                 self._port = self._open()
                 self._splitter.reset()
                 self.state = "running"
                 self.last_error = None
-                delay = self._backoff[0]
+                backoff.reset()
                 self._read_loop()
+                continue  # returns only when stopping
             except Exception as exc:  # unplugged, bad settings, driver bug: never die
+                delay = backoff.next_delay()
                 self.last_error = f"{self._serial.port}: {exc}"
                 self.state = "reopening"
                 self.reopens += 1
@@ -150,7 +153,6 @@ class SerialSource:
                 self._close_port()
             if self._stop.wait(delay):
                 break
-            delay = min(delay * 2, self._backoff[1])
         self.state = "stopped"
 
     def _read_loop(self) -> None:

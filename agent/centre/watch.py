@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.centre.session import CtlSession
+from agent.core.backoff import Backoff
 from agent.core.timefmt import format_instant
-from agent.sync.backoff import Backoff
 from agent.sync.broker import BrokerSettings
 from agent.sync.link import LinkError
 

@@ -1,2 +1,3 @@
-"""Shared core: config, errors, reasons, clocks and time formats, events and the hardware
-interfaces. Imports nothing else of the project; every package (``hw`` too) may import it."""
+"""Shared core: config, errors, reasons, clocks and time formats, events, retry backoff
+and the hardware interfaces. Imports nothing else of the project; every package (``hw``
+too) may import it."""

@@ -24,11 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.core.backoff import Backoff
 from agent.core.clock import Clock, SystemClock
 from agent.core.config import MqttSection
 from agent.core.events import Inbound
 from agent.core.timefmt import format_instant
-from agent.sync.backoff import Backoff
 from agent.sync.broker import BrokerSettings, settings_from_config
 from agent.sync.link import Link, LinkError, LinkSignal, Will
 from agent.sync.status import StatusSource, status_payload, will_payload
