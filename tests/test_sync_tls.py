@@ -41,6 +41,8 @@ from agent.cli import gatectl
 from agent.core.config import MqttSection, load_config
 from agent.core.events import Inbound
 from agent.protocol.command import CommandRefused, parse_command
+from agent.runtime.check import check_broker
+from agent.runtime.checklist import CheckOptions
 from agent.store.replay import ReplayCache
 from agent.sync.service import SyncService
 from agent.sync.topics import REVOCATIONS_FULL, GateTopics
@@ -421,6 +423,22 @@ def test_a_gate_the_broker_or_the_gate_does_not_trust_never_counts_as_connected(
         assert "certificate" in failure.lower() or "tls" in failure.lower(), failure
     finally:
         ops.close()
+
+
+@pytest.mark.parametrize("case", ["its own cert", "client cert from another CA"])
+def test_check_meets_the_broker_through_the_daemons_link_and_its_certificate_hint(
+        tls_broker: Broker, pki: Pki, tmp_path: Path, case: str) -> None:
+    client = pki.clients[f"gate-{SITE}-{A}"] if case == "its own cert" else pki.foreign_gate
+    gate_mqtt(tmp_path / "gate", tls_broker, pki.server_ca.pem, client)
+    config = load_config(tmp_path / "gate" / "config.toml")
+    result = check_broker(config, CheckOptions(broker_timeout_s=8.0))
+    if case == "its own cert":
+        assert result.status == "pass" and "connected (TLS)" in result.detail, result
+        return
+    assert result.status == "fail"
+    # The daemon's own words for a broker that hangs up on the client certificate.
+    assert "closed before CONNACK" in result.detail, result
+    assert "mqtt.cert_file and key_file are this gate's" in result.detail, result
 
 
 @pytest.mark.parametrize("case", ["client cert from another CA", "no client cert"])

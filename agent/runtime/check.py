@@ -13,11 +13,14 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.core.config import Config
 from agent.core.errors import GateError
 from agent.runtime.checklist import CheckOptions, CheckResult
+
+if TYPE_CHECKING:  # imported lazily at run time: an offline gate never loads paho
+    from agent.sync.broker import BrokerSettings
 
 
 def run_checks(config: Config, options: CheckOptions) -> Iterator[CheckResult]:
@@ -183,42 +186,16 @@ def check_broker(config: Config, options: CheckOptions) -> CheckResult:
     return _mqtt_handshake(settings, options)
 
 
-def _mqtt_handshake(settings: Any, options: CheckOptions) -> CheckResult:
-    """A real MQTT CONNECT with the configured TLS and credentials."""
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
+def _mqtt_handshake(settings: BrokerSettings, options: CheckOptions) -> CheckResult:
+    """A real MQTT CONNECT through the daemon's own Link: same TLS, same refusal hints."""
+    from agent.sync.link import handshake
 
-    result: dict[str, Any] = {}
-    client = paho.Client(CallbackAPIVersion.VERSION2,
-                         client_id=f"gate-agent-check-{uuid.uuid4().hex[:8]}")
-    context = settings.ssl_context()
-    if context is not None:
-        client.tls_set_context(context)
-    if settings.username:
-        client.username_pw_set(settings.username, settings.password)
-
-    def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
-        result["reason"] = reason
-
-    client.on_connect = on_connect
-    try:
-        client.connect(settings.host, settings.port, keepalive=10)
-    except Exception as exc:
-        return CheckResult("broker", "fail", f"{settings.url}: {exc}",
-                           "check mqtt.ca_file / cert_file / key_file and the broker's TLS setup")
-    client.loop_start()
-    deadline = time.monotonic() + options.broker_timeout_s
-    while "reason" not in result and time.monotonic() < deadline:
-        time.sleep(0.05)
-    client.disconnect()
-    client.loop_stop()
-    reason = result.get("reason")
-    if reason is None:
-        return CheckResult("broker", "fail", f"{settings.url}: no CONNACK within "
-                           f"{options.broker_timeout_s:g} s", "check TLS settings and the port")
-    if getattr(reason, "is_failure", False):
-        return CheckResult("broker", "fail", f"{settings.url}: broker refused: {reason}",
-                           "check this gate's certificate / credentials and the broker ACL")
+    result = handshake(settings, f"gate-agent-check-{uuid.uuid4().hex[:8]}",
+                       options.broker_timeout_s)
+    if not result.accepted:
+        return CheckResult("broker", "fail", f"{settings.url}: {result.reason}",
+                           "check mqtt.ca_file / cert_file / key_file, this gate's "
+                           "credentials and the broker's TLS setup and ACL")
     tls = "TLS" if settings.tls else "plain TCP"
     return CheckResult("broker", "pass", f"{settings.url}: connected ({tls})")
 

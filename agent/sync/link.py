@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -53,6 +55,57 @@ class Will:
 
 
 MessageHandler = Callable[[str, bytes, bool], None]
+
+
+def refused(signal: LinkSignal) -> str:
+    """Why a CONNACK that refused us is not a connection (credentials, ACL, ...)."""
+    return f"broker refused the connection: {signal.reason}"
+
+
+def closed_before_connack(signal: LinkSignal, settings: BrokerSettings) -> str:
+    """A ``lost`` before any CONNACK, with the likely cause on a TLS broker."""
+    hint = ""
+    if settings.tls:
+        hint = (" (a TLS broker closes the connection like this when it refuses the gate's "
+                "client certificate: check that mqtt.cert_file and key_file are this gate's "
+                "and were issued by the CA the broker trusts for clients)")
+    return f"connection closed before CONNACK: {signal.reason}{hint}"
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """How one CONNECT went: accepted, or why not (with what to check)."""
+
+    accepted: bool
+    reason: str = ""
+
+
+def handshake(settings: BrokerSettings, client_id: str, timeout_s: float) -> Handshake:
+    """One CONNECT through a :class:`Link`, its CONNACK awaited, then a clean disconnect.
+
+    ``gate-agent check`` asks the broker this way so it meets the same TLS context,
+    socket options and refusal hints as the daemon's connection.
+    """
+    signals: queue.SimpleQueue[LinkSignal] = queue.SimpleQueue()
+    link = Link(settings, client_id, signals.put, connect_timeout_s=timeout_s)
+    try:
+        try:
+            link.open()
+        except LinkError as exc:
+            return Handshake(False, str(exc))
+        deadline = time.monotonic() + timeout_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                signal = signals.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if signal.kind == "connack":
+                return Handshake(True) if signal.ok else Handshake(False, refused(signal))
+            if signal.kind == "lost":
+                return Handshake(False, closed_before_connack(signal, settings))
+        return Handshake(False, f"no CONNACK within {timeout_s:g} s")
+    finally:
+        link.close()
 
 
 class Link:

@@ -30,7 +30,7 @@ from agent.core.config import MqttSection
 from agent.core.events import Inbound
 from agent.core.timefmt import format_instant
 from agent.sync.broker import BrokerSettings, settings_from_config
-from agent.sync.link import Link, LinkError, LinkSignal, Will
+from agent.sync.link import Link, LinkError, LinkSignal, Will, closed_before_connack, refused
 from agent.sync.status import StatusSource, status_payload, will_payload
 from agent.sync.topics import GateTopics, client_id
 from agent.sync.uplink import Acknowledger, CentreAcknowledger, Outbox, UplinkDrain
@@ -256,18 +256,10 @@ class SyncService:
             elif isinstance(item, LinkSignal) and item.generation == generation:
                 if item.kind == "connack":
                     # A refused CONNACK is NOT connected (bad credentials, ACL, ...).
-                    return item.ok, f"broker refused the connection: {item.reason}"
+                    return item.ok, refused(item)
                 if item.kind == "lost":
-                    return False, f"connection closed before CONNACK: {item.reason}{self._hint()}"
+                    return False, closed_before_connack(item, self.settings)
         return False, "stopping"
-
-    def _hint(self) -> str:
-        """Why a TLS broker hangs up before CONNACK: it refused the client certificate."""
-        if not self.settings.tls:
-            return ""
-        return (" (a TLS broker closes the connection like this when it refuses the gate's "
-                "client certificate: check that mqtt.cert_file and key_file are this gate's "
-                "and were issued by the CA the broker trusts for clients)")
 
     def _serve(self, link: Link) -> None:
         self.connects += 1
