@@ -33,7 +33,8 @@ def _blinks(n: int, green: int, red: int, buzz: int, on: float, off: float) -> t
     return tuple(s for _ in range(n) for s in (Step(green, red, buzz, on), Step(0, 0, 0, off)))
 
 
-# What each outcome looks and sounds like (docs/hardware.md has the table for couriers).
+# What each outcome looks and sounds like. hw/pattern_text.py puts it into words for the
+# demo and docs/hardware.md (a test holds that table to this one).
 PATTERNS: dict[DenialClass, tuple[Step, ...]] = {
     # Green for the whole open pulse, one short chirp.
     DenialClass.GRANTED: (Step(1, 0, 1, 0.1), Step(1, 0, 0, 1.9)),
@@ -41,10 +42,10 @@ PATTERNS: dict[DenialClass, tuple[Step, ...]] = {
     DenialClass.INVALID: (Step(0, 1, 1, 0.8), Step(0, 1, 0, 0.7)),
     # Too old: two red blinks with beeps. "Refresh the code."
     DenialClass.EXPIRED: (*_blinks(2, 0, 1, 1, 0.2, 0.2), Step(0, 1, 0, 0.8)),
-    # Withdrawn: red steady 3 s, three beeps. "Call the centre."
+    # Withdrawn: three red blinks with beeps, then red, 3 s in all. "Call the centre."
     DenialClass.REVOKED: (*_blinks(3, 0, 1, 1, 0.15, 0.15), Step(0, 1, 0, 2.1)),
     # Valid elsewhere: red/green alternating. "Wrong gate."
-    DenialClass.WRONG_GATE: tuple(
+    DenialClass.WRONG_SCOPE: tuple(
         s for _ in range(3) for s in (Step(0, 1, 1, 0.25), Step(1, 0, 0, 0.25))
     ),
     # Screenshot or reuse: rapid red flicker, no long buzz. "Show the live code."

@@ -88,3 +88,43 @@ def test_only_configured_pins_are_driven(factory: Any) -> None:
         assert ind.wait_idle(5)
     finally:
         ind.close()
+
+
+def test_the_words_for_each_pattern_are_read_off_the_table_the_leds_play() -> None:
+    from hw.pattern_text import describe, signal_text
+
+    assert signal_text(DenialClass.INVALID) == (
+        "invalid code: red 1.5 s; buzzer one 0.8 s beep")  # one long red, one long buzz
+    assert signal_text(DenialClass.WRONG_SCOPE).startswith("wrong gate: red/green alternating")
+    assert describe(PATTERNS[DenialClass.UNAVAILABLE]).buzzer == "silent"
+    changed = (Step(0, 1, 1, 0.1), Step(0, 0, 0, 0.1)) * 3
+    assert describe(changed) == ("red blinks x3 (0.1 s)", "three 0.1 s beeps")
+    texts = {signal_text(outcome).split(": ", 1)[1] for outcome in DenialClass}
+    assert len(texts) == len(DenialClass)  # every outcome reads differently
+
+
+def test_the_docs_table_is_the_table_the_leds_play() -> None:
+    from agent.core.reasons import COURIER_SHOULD, OUTCOME_TEXT
+    from hw.pattern_text import describe
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs" / "hardware.md").read_text(encoding="utf-8")
+    for outcome in DenialClass:
+        text = describe(PATTERNS[outcome])
+        row = (f"| {OUTCOME_TEXT[outcome]} | `{outcome.value}` | {text.lights} | {text.buzzer} "
+               f"| {COURIER_SHOULD[outcome]} |")
+        assert row in doc, f"docs/hardware.md lacks: {row}"
+
+
+def test_the_demo_panel_shows_the_pattern_the_gate_plays() -> None:
+    import io
+
+    from agent.demo.view import PanelView
+
+    out = io.StringIO()
+    panel = PanelView(out)
+    panel({"type": "decision", "granted": False, "reason": "malformed", "sub": None,
+           "method": "sim", "ts": "2026-12-01T10:00:00.000Z"})
+    panel.stop()
+    assert "LEDs      invalid code: red 1.5 s; buzzer one 0.8 s beep" in out.getvalue()
+    assert "red x3" not in out.getvalue()

@@ -59,7 +59,7 @@ def register(sub: Any) -> None:
     d = sub.add_parser(
         "demo", help="run the gate on its embedded default (mock pins, simulated camera)",
         description="Runs the real daemon with mock pins, a generated clip of valid, expired, "
-        "revoked, wrong-gate, replayed and garbage codes, throwaway keys and state. Uses a "
+        "revoked, wrong gate, replayed and garbage codes, throwaway keys and state. Uses a "
         "broker on 127.0.0.1:1883 if one answers, else runs offline. With --config, gate, "
         "trust, policy, state (and [mqtt]) come from the file.",
     )

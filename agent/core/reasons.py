@@ -31,15 +31,40 @@ class Reason(StrEnum):
 
 
 class DenialClass(StrEnum):
-    """What a courier at the door can do about a refusal; drives LED/buzzer patterns."""
+    """What a courier at the door can do about a refusal; drives LED/buzzer patterns.
+
+    Where a class has the name of a reason code it means the same (``wrong_scope``); what
+    a person reads is :data:`OUTCOME_TEXT`, the one phrase every view shows.
+    """
 
     GRANTED = "granted"
     INVALID = "invalid"  # not a credential we can prove: get a fresh code from the app
     EXPIRED = "expired"  # credential or presentation too old: refresh the code
     REVOKED = "revoked"  # access withdrawn: call the centre
-    WRONG_GATE = "wrong_gate"  # valid, but not for this gate
+    WRONG_SCOPE = "wrong_scope"  # valid, but not for this gate
     REPLAYED = "replayed"  # screenshot or second use: show the live code
     UNAVAILABLE = "unavailable"  # gate cannot decide now (lockdown, clock, rate limit)
+
+
+# The one human phrase per outcome (demo panel, docs tables), and what the courier does.
+OUTCOME_TEXT: dict[DenialClass, str] = {
+    DenialClass.GRANTED: "granted",
+    DenialClass.INVALID: "invalid code",
+    DenialClass.EXPIRED: "expired",
+    DenialClass.REVOKED: "revoked",
+    DenialClass.WRONG_SCOPE: "wrong gate",
+    DenialClass.REPLAYED: "replayed",
+    DenialClass.UNAVAILABLE: "gate unavailable",
+}
+COURIER_SHOULD: dict[DenialClass, str] = {
+    DenialClass.GRANTED: "enter",
+    DenialClass.INVALID: "get a fresh code from the app",
+    DenialClass.EXPIRED: "refresh the code",
+    DenialClass.REVOKED: "call the centre",
+    DenialClass.WRONG_SCOPE: "use the right gate",
+    DenialClass.REPLAYED: "show the live code, not a screenshot",
+    DenialClass.UNAVAILABLE: "wait / call the centre",
+}
 
 
 _CLASS_OF: dict[Reason, DenialClass] = {
@@ -48,7 +73,7 @@ _CLASS_OF: dict[Reason, DenialClass] = {
     Reason.NOT_YET_VALID: DenialClass.EXPIRED,
     Reason.PRESENTATION_EXPIRED: DenialClass.EXPIRED,
     Reason.REVOKED: DenialClass.REVOKED,
-    Reason.WRONG_SCOPE: DenialClass.WRONG_GATE,
+    Reason.WRONG_SCOPE: DenialClass.WRONG_SCOPE,
     Reason.REPLAYED: DenialClass.REPLAYED,
     Reason.CLOCK_UNTRUSTED: DenialClass.UNAVAILABLE,
     Reason.LOCKDOWN: DenialClass.UNAVAILABLE,

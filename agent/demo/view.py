@@ -15,18 +15,9 @@ from typing import Any, TextIO
 
 from agent.core.output import emit_json
 from agent.core.reasons import Reason, denial_class
+from hw.pattern_text import signal_text
 
 StatusFn = Callable[[], dict[str, Any]]
-
-_LED = {
-    "granted": "green",
-    "invalid": "red x3",
-    "expired": "red+green x2",
-    "revoked": "red long + buzzer",
-    "wrong_gate": "red x2",
-    "replayed": "red x4",
-    "unavailable": "red steady",
-}
 
 
 def _clock(ts: str) -> str:
@@ -115,8 +106,8 @@ class PanelView:
             if item.get("type") == "door":
                 self._door = str(item["state"])
             if item.get("type") == "decision":
-                outcome = denial_class(Reason(item["reason"]))
-                self._led = f"{_LED.get(outcome.value, outcome.value)} ({outcome.value})"
+                # The words come from the pattern table the gate's LEDs play.
+                self._led = signal_text(denial_class(Reason(item["reason"])))
 
     def note(self, text: str, **fields: Any) -> None:
         with self._lock:
