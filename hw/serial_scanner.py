@@ -94,6 +94,7 @@ class SerialSource:
         self.codes = 0
         self.reopens = 0
         self.last_error: str | None = None
+        self.finished = threading.Event()  # a serial module never runs out (CodeSource)
 
     def start(self, on_code: OnCode) -> None:
         self.start_scans(adapt_on_code(on_code))

@@ -29,12 +29,5 @@ class Inbound:
 
 
 @dataclass(frozen=True)
-class Acked:
-    """The broker acknowledged these outbox sequence numbers."""
-
-    seqs: tuple[int, ...]
-
-
-@dataclass(frozen=True)
 class Stop:
     reason: str

@@ -6,9 +6,11 @@ the ``hw`` objects and hands them in as these protocols.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from agent.core.events import Scan
 from agent.core.reasons import DenialClass
 
 
@@ -43,11 +45,19 @@ class CodeSource(Protocol):
     """A scanner thread: calls ``on_code(text, method)`` for each new code read.
 
     ``method`` is ``"camera"``, ``"serial"`` or ``"sim"``. The callback must only hand
-    off (put an event on the controller's queue).
+    off (put an event on the controller's queue). ``start_scans`` hands over whole
+    :class:`Scan` events instead (``mono`` = when the frame holding the code was taken).
     """
 
     def start(self, on_code: Callable[[str, str], None]) -> None: ...
 
+    def start_scans(self, on_scan: Callable[[Scan], None]) -> None: ...
+
     def stop(self, timeout: float = 2.0) -> None: ...
 
     def status(self) -> dict[str, object]: ...
+
+    @property
+    def finished(self) -> threading.Event:
+        """Set once a finite source (a clip) has played and decoded its last frame."""
+        ...

@@ -29,7 +29,6 @@ HOUR = 3600.0
 class DemoCode:
     label: str  # what a person sees in the view ("valid", "expired", ...)
     text: str  # the QR text
-    expect: str  # the reason code the gate should give
 
 
 @dataclass
@@ -118,16 +117,16 @@ def demo_codes(kit: DemoKit, now: float, *, revoked: bool = True) -> list[DemoCo
     expired_cred = kit.credential("C-2048", now, not_before=now - 2 * 86400, ttl_s=12 * HOUR)
     wrong_cred = kit.credential("C-4096", now, scope="other-site")
     codes = [
-        DemoCode("valid (courier C-1024)", valid, "ok"),
-        DemoCode("expired credential", kit.presentation(expired_cred, "C-2048", now), "expired"),
+        DemoCode("valid (courier C-1024)", valid),
+        DemoCode("expired credential", kit.presentation(expired_cred, "C-2048", now)),
     ]
     if revoked:
         revoked_code = kit.valid_code(REVOKED_SUB, now)
-        codes.append(DemoCode("revoked courier", revoked_code, "revoked"))
+        codes.append(DemoCode("revoked courier", revoked_code))
     codes += [
-        DemoCode("wrong gate", kit.presentation(wrong_cred, "C-4096", now), "wrong_scope"),
-        DemoCode("garbage", "HELLO-THIS-IS-NOT-A-PASS", "malformed"),
-        DemoCode("replayed screenshot", valid, "replayed"),
-        DemoCode("valid (courier C-5120)", kit.valid_code("C-5120", now), "ok"),
+        DemoCode("wrong gate", kit.presentation(wrong_cred, "C-4096", now)),
+        DemoCode("garbage", "HELLO-THIS-IS-NOT-A-PASS"),
+        DemoCode("replayed screenshot", valid),
+        DemoCode("valid (courier C-5120)", kit.valid_code("C-5120", now)),
     ]
     return codes

@@ -22,7 +22,6 @@ class Suppressed:
 
     count: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
-    since_mono: float = 0.0
 
 
 class DenialLimiter:
@@ -53,7 +52,7 @@ class DenialLimiter:
         """Count a denial beyond the limit; True for the first of an episode (record it)."""
         first = self._episode is None
         if self._episode is None:
-            self._episode = Suppressed(since_mono=mono)
+            self._episode = Suppressed()
             self._last_summary = mono
         self._episode.count += 1
         self._episode.reasons[reason] += 1
@@ -68,7 +67,7 @@ class DenialLimiter:
             return None
         summary = self._episode
         self._last_summary = mono
-        self._episode = None if ended else Suppressed(since_mono=mono)
+        self._episode = None if ended else Suppressed()
         return summary if summary.count else None
 
     @property

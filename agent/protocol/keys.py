@@ -15,7 +15,6 @@ commands, time). ``<kid>.pub`` is the key; an optional ``<kid>.toml`` beside it 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -99,11 +98,6 @@ def verify_signature(public: bytes, message: bytes, signature: bytes) -> bool:
 def sign(key: SigningKey, message: bytes) -> bytes:
     """Detached Ed25519 signature (64 bytes) made by libsodium."""
     return bytes(key.sign(message).signature)
-
-
-def key_fingerprint(public: bytes) -> str:
-    """A short hash to name a key in logs without printing it."""
-    return hashlib.sha256(public).hexdigest()[:12]
 
 
 @dataclass(frozen=True)

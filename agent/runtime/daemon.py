@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from agent.core.clock import Clock, SystemClock
 from agent.core.config import Config, MqttSection
+from agent.core.ports import CodeSource, Door
 from agent.core.timefmt import format_instant
 from agent.gate.controller import Controller
 from agent.gate.parts import Observer, Parts
@@ -88,10 +89,10 @@ class Daemon:
         self._closers: list[tuple[str, Callable[[], None]]] = []
         self.controller: Controller | None = None
         self.sync: SyncService | None = None
-        self.source: Any = None
+        self.source: CodeSource | None = None
         self.entry_log: EntryLog | None = None
         self.timekeeper: Timekeeper | None = None
-        self.door: Any = None
+        self.door: Door | None = None
 
     # ---- building ----------------------------------------------------------------------
 
@@ -167,7 +168,7 @@ class Daemon:
         self._inputs_factory = factory
         self.source = self._make_source()
 
-    def _make_source(self) -> Any:
+    def _make_source(self) -> CodeSource | None:
         cfg = self.config
         if self.options.source is not None:
             from hw.decoders import make_decoder
@@ -243,7 +244,7 @@ class Daemon:
         assert self.controller is not None
         if self.source is None or not self.source.finished.is_set():
             return False
-        return self.controller.idle and not self.door.unlocked
+        return self.controller.idle and not (self.door is not None and self.door.unlocked)
 
     def _supervise(self) -> None:
         """Restart a worker whose thread died; the door stays as the controller left it."""
@@ -255,7 +256,7 @@ class Daemon:
                 try:
                     source.stop(1.0)
                     self.source = self._make_source()
-                    assert self.controller is not None
+                    assert self.controller is not None and self.source is not None
                     self.source.start_scans(self.controller.on_scan)
                 except Exception:
                     log.exception("restarting the scanner failed; retrying later")

@@ -165,7 +165,6 @@ class UplinkDrain:
         self.acknowledger: Acknowledger = acknowledger or PubackAcknowledger()
         self._inflight: dict[int, int] = {}  # mid -> seq, this connection only
         self._cursor = 0  # highest seq published on this connection
-        self.published = 0  # messages sent, duplicates after reconnects included
         self.confirmed = 0  # rows deleted from the outbox
 
     @property
@@ -192,7 +191,6 @@ class UplinkDrain:
             mid = publish(self.topic, encode_event(entry))
             self._inflight[mid] = entry.seq
             self._cursor = entry.seq
-            self.published += 1
         return len(rows)
 
     def on_pubacks(self, mids: Iterable[int]) -> int:
