@@ -277,6 +277,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     _quiet_hardware_logs(args.verbose)
     try:
         config = config_from_args(args)
+        if config.mqtt is not None:  # what run would refuse: a URL or TLS file it cannot use
+            from agent.sync.broker import settings_from_config
+
+            settings_from_config(config.mqtt)
     except ConfigError as exc:
         detail = str(exc).removeprefix("config ")
         result = CheckResult("config", "fail", detail,
