@@ -63,6 +63,7 @@ def run_cli(
     """Build the parser from command modules (each has ``register(subparsers)``) and run."""
     parser = OneLineErrorParser(prog=prog, description=description)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    parser.add_argument("--version", action="version", version=f"{prog} {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in command_modules:
         importlib.import_module(module_name).register(sub)
@@ -93,6 +94,16 @@ def run_cli(
             "(set GATE_AGENT_DEBUG=1 for the traceback and report it)"
         )
         return EXIT_NO
+
+
+def _version() -> str:
+    """The installed package's version (what an installer quotes when reporting)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gate-agent")
+    except PackageNotFoundError:
+        return "unknown (not installed as a package)"
 
 
 def existing_file(text: str) -> Path:
