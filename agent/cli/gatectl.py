@@ -11,6 +11,7 @@ COMMANDS: list[str] = [
     "agent.cli.ctl_credential",
     "agent.cli.ctl_revocations",
     "agent.cli.ctl_broker",
+    "agent.cli.ctl_provision",
 ]
 
 
