@@ -12,6 +12,7 @@ COMMANDS: list[str] = [
     "agent.cli.ga_hw",
     "agent.cli.ga_daemon",
     "agent.cli.ga_state",
+    "agent.cli.ga_provision",
 ]
 
 
