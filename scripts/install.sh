@@ -7,12 +7,20 @@
 #   sudo scripts/install.sh --uninstall [--purge]
 #   scripts/install.sh --root /tmp/img --no-venv     # stage into a folder (tests, images)
 #   scripts/install.sh --dry-run                     # print what would be done
+#   sudo scripts/install.sh --wheelhouse DIR         # offline: wheels from build-wheelhouse.sh
+#   sudo scripts/install.sh --root /mnt/img --wheelhouse DIR   # into an image's root
 #
 # --csi-camera   also install python3-picamera2 (CSI camera) and let the venv see it
 # --prefix DIR   code and venv location (default /opt/gate-agent; --uninstall finds it
 #                from the installed unit)
 # --source DIR   the gate-agent source tree or wheel to install (default: this checkout)
-# --root DIR     install under DIR instead of /: no apt, no user creation, no service start
+# --root DIR     install under DIR instead of /: no apt, no user creation, no service start.
+#                The tree is right once DIR becomes /: when DIR has its own python3 the
+#                venv is built inside it (chroot; qemu-user-static for another CPU),
+#                else with this machine's /usr/bin/python3 and paths rewritten. The user
+#                comes from sysusers.d at first boot; owners from tmpfiles.d.
+# --wheelhouse D install from D (scripts/build-wheelhouse.sh) with pinned hashes and no
+#                network; D holds gate-agent's own wheel (--source is not used)
 # --no-venv      skip creating the venv / pip install (the code comes from elsewhere)
 # --dry-run      print every action instead of doing it
 # --uninstall    remove the code, the unit and the service; keep config and state
@@ -23,6 +31,7 @@ PREFIX=/opt/gate-agent
 ROOT=""
 SOURCE="$(cd "$(dirname "$0")/.." && pwd)"
 CSI=0 DRY=0 NO_VENV=0 UNINSTALL=0 PURGE=0 PREFIX_GIVEN=0
+WHEELHOUSE=""
 USER_NAME=gate-agent
 GROUPS_NEEDED=(gpio video dialout)
 
@@ -34,12 +43,13 @@ while [ $# -gt 0 ]; do
     --prefix) PREFIX="${2:?--prefix needs a folder}"; PREFIX_GIVEN=1; shift 2 ;;
     --root) ROOT="${2:?--root needs a folder}"; shift 2 ;;
     --source) SOURCE="${2:?--source needs a folder or wheel}"; shift 2 ;;
+    --wheelhouse) WHEELHOUSE="${2:?--wheelhouse needs a folder}"; shift 2 ;;
     --csi-camera) CSI=1; shift ;;
     --no-venv) NO_VENV=1; shift ;;
     --dry-run) DRY=1; shift ;;
     --uninstall) UNINSTALL=1; shift ;;
     --purge) PURGE=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
@@ -55,6 +65,11 @@ check_prefix() {  # --uninstall runs rm -rf on it: never a system folder
   esac
 }
 check_prefix
+if [ -n "$WHEELHOUSE" ]; then
+  [ -f "$WHEELHOUSE/requirements.txt" ] ||
+    die "--wheelhouse $WHEELHOUSE has no requirements.txt: make it with scripts/build-wheelhouse.sh"
+  WHEELHOUSE="$(cd "$WHEELHOUSE" && pwd)"
+fi
 if [ -n "$ROOT" ]; then
   mkdir -p "$ROOT" && ROOT="$(cd "$ROOT" && pwd)"
   [ "$ROOT" = / ] && ROOT=""
@@ -92,7 +107,9 @@ if [ "$UNINSTALL" = 1 ]; then
   elif [ -n "$ROOT" ]; then
     run rm -f "$ROOT/etc/systemd/system/multi-user.target.wants/gate-agent.service"
   fi
-  run rm -f "$UNIT"
+  run rm -f "$UNIT" "$ROOT/etc/systemd/system/gate-agent-provision.service" \
+    "$ROOT/etc/systemd/system/multi-user.target.wants/gate-agent-provision.service" \
+    "$ROOT/usr/lib/sysusers.d/gate-agent.conf" "$ROOT/usr/lib/tmpfiles.d/gate-agent.conf"
   [ "$SYSTEM" = 1 ] && command -v systemctl >/dev/null 2>&1 && run systemctl daemon-reload
   run rm -rf "$APP"
   if [ "$PURGE" = 1 ]; then
@@ -146,20 +163,57 @@ run install -d -m 0750 "$STATE"
 owner "$USER_NAME:$USER_NAME" "$STATE"
 
 # ---- code ------------------------------------------------------------------------------
-if [ "$NO_VENV" = 0 ]; then
-  venv_opts=()
-  [ "$CSI" = 1 ] && venv_opts+=(--system-site-packages)   # picamera2 comes from apt
+pip_args=(--upgrade "$SOURCE")    # a plain install, not editable: upgrading = re-running
+[ -n "$WHEELHOUSE" ] && pip_args=(--no-index --find-links "$WHEELHOUSE" --require-hashes
+                                  -r "$WHEELHOUSE/requirements.txt")
+venv_opts=()
+[ "$CSI" = 1 ] && venv_opts+=(--system-site-packages)   # picamera2 comes from apt
+make_venv() {  # $1: a command prefix that runs a program as if in the final root
+  local -a in_root=("$@")
   # A venv made without --csi-camera cannot see apt's picamera2: re-running with it
   # rewrites pyvenv.cfg in place (nothing installed is lost).
   if [ ! -x "$APP/venv/bin/python" ] || { [ "$CSI" = 1 ] &&
       ! grep -qi '^include-system-site-packages *= *true' "$APP/venv/pyvenv.cfg" 2>/dev/null; }; then
-    run python3 -m venv "${venv_opts[@]}" "$APP/venv"
+    run "${in_root[@]}" python3 -m venv "${venv_opts[@]}" "$PREFIX/venv"
   fi
-  run "$APP/venv/bin/python" -m pip install -q --upgrade pip
-  # A plain install, not editable: upgrading = re-running with the new source.
-  run "$APP/venv/bin/python" -m pip install -q --upgrade "$SOURCE"
-else
+  [ -z "$WHEELHOUSE" ] && run "${in_root[@]}" "$PREFIX/venv/bin/python" -m pip install -q --upgrade pip
+  run "${in_root[@]}" "$PREFIX/venv/bin/python" -m pip install -q "${pip_args[@]}"
+}
+if [ "$NO_VENV" = 1 ]; then
   say "skipping the venv (--no-venv)"
+elif [ "$SYSTEM" = 1 ]; then
+  make_venv env
+elif [ -x "$ROOT/usr/bin/python3" ] && [ "$(id -u)" = 0 ]; then
+  # Build the venv with the target's own Python, so its paths, interpreter and binary
+  # wheels are the target's (another CPU runs through qemu-user-static + binfmt_misc).
+  chroot "$ROOT" /usr/bin/python3 -c 'pass' 2>/dev/null ||
+    die "cannot run $ROOT/usr/bin/python3 (another CPU? install qemu-user-static and binfmt-support)"
+  drop="$(mktemp -d "$ROOT/tmp/gate-agent-install.XXXXXX")"
+  trap 'rm -rf "$drop"' EXIT
+  if [ -n "$WHEELHOUSE" ]; then
+    cp -r "$WHEELHOUSE" "$drop/wheelhouse"
+    pip_args=(--no-index --find-links "${drop#"$ROOT"}/wheelhouse" --require-hashes
+              -r "${drop#"$ROOT"}/wheelhouse/requirements.txt")
+  else
+    cp -r "$SOURCE" "$drop/source"
+    rm -rf "$drop/source/.venv" "$drop/source/.git"
+    pip_args=(--upgrade "${drop#"$ROOT"}/source")
+  fi
+  make_venv chroot "$ROOT"
+  rm -rf "$drop"
+else
+  # No Python inside ROOT: build with this machine's and move the paths. Only right when
+  # ROOT will run the same CPU and /usr/bin/python3 as this machine.
+  [ "$(readlink -f "$(command -v python3)")" = "$(readlink -f /usr/bin/python3 2>/dev/null)" ] ||
+    die "--root: $ROOT has no usr/bin/python3 and this python3 is not /usr/bin/python3: use --no-venv, or stage into a root that has Python"
+  run python3 -m venv "${venv_opts[@]}" "$APP/venv"
+  [ -z "$WHEELHOUSE" ] && run "$APP/venv/bin/python" -m pip install -q --upgrade pip
+  run "$APP/venv/bin/python" -m pip install -q "${pip_args[@]}"
+  if [ "$DRY" = 0 ]; then   # shebangs and activate scripts name the staging path
+    grep -rlI -- "$APP/venv" "$APP/venv/bin" "$APP/venv/pyvenv.cfg" | while read -r f; do
+      sed -i "s#$APP/venv#$PREFIX/venv#g" "$f"
+    done
+  fi
 fi
 if [ -d "$SOURCE/docs" ]; then
   run rm -rf "$APP/share/docs"
@@ -178,8 +232,14 @@ if [ -f "$SOURCE/config.example.toml" ]; then
   owner "root:$USER_NAME" "$ETC/config.toml" "$ETC/config.example.toml"
 fi
 
-# ---- systemd unit -------------------------------------------------------------------------
-run install -d -m 0755 "$(dirname "$UNIT")"
+# ---- systemd: unit, first-boot unit, user and owners at boot --------------------------
+run install -d -m 0755 "$(dirname "$UNIT")" "$ROOT/usr/lib/sysusers.d" "$ROOT/usr/lib/tmpfiles.d"
+run install -m 0644 "$SOURCE/systemd/gate-agent.sysusers" "$ROOT/usr/lib/sysusers.d/gate-agent.conf"
+run install -m 0644 "$SOURCE/systemd/gate-agent.tmpfiles" "$ROOT/usr/lib/tmpfiles.d/gate-agent.conf"
+if [ "$DRY" = 0 ]; then
+  sed "s#/opt/gate-agent#$PREFIX#g" "$SOURCE/systemd/gate-agent-provision.service" \
+    > "$ROOT/etc/systemd/system/gate-agent-provision.service"
+fi
 if [ "$DRY" = 1 ]; then
   printf 'would write: %s (ExecStart under %s)\n' "$UNIT" "$PREFIX"
 else
@@ -189,7 +249,7 @@ else
 fi
 if [ "$SYSTEM" = 1 ]; then
   run systemctl daemon-reload
-  run systemctl enable gate-agent.service
+  run systemctl enable gate-agent.service gate-agent-provision.service
   if [ "$DRY" = 0 ] && systemctl is-active --quiet gate-agent.service; then
     run systemctl restart gate-agent.service
     say "upgraded and restarted gate-agent"
@@ -202,5 +262,7 @@ else
   run install -d -m 0755 "$ROOT/etc/systemd/system/multi-user.target.wants"
   run ln -sfn /etc/systemd/system/gate-agent.service \
     "$ROOT/etc/systemd/system/multi-user.target.wants/gate-agent.service"
+  run ln -sfn /etc/systemd/system/gate-agent-provision.service \
+    "$ROOT/etc/systemd/system/multi-user.target.wants/gate-agent-provision.service"
   say "staged into $ROOT"
 fi
