@@ -25,7 +25,7 @@ from agent.sync.service import SyncService
 from agent.sync.topics import REVOCATIONS_FULL, GateTopics
 from tests.broker import Broker, free_port
 from tests.provision_support import Centre, make_centre, provision
-from tests.sync_support import Subscriber, backlog, make_outbox
+from tests.sync_support import AckingCentre, CentreStore, Subscriber, backlog, make_outbox
 
 
 @pytest.fixture
@@ -255,9 +255,10 @@ def _gate_context(out: Path, gate: str) -> ssl.SSLContext:
 def test_a_gate_started_from_its_bundle_connects_and_delivers_its_events(
         district: tuple[Broker, Path, Path], tmp_path: Path) -> None:
     broker, out, tls = district
-    ingest = Subscriber(broker.url, ["gate/v1/+/+/events"], "ingest",
-                        tls=_context(tls / "ca.pem", tls / "centre-ingest.pem",
-                                     tls / "centre-ingest.key"))
+    # The centre's ingest identity, acknowledging what it stored (the gate's default ack).
+    ingest = AckingCentre(broker.url, GateTopics(SITE, "north-1").events, CentreStore(),
+                          tls=_context(tls / "ca.pem", tls / "centre-ingest.pem",
+                                       tls / "centre-ingest.key"))
     mqtt = load_config(out / f"{SITE}-north-1" / "config.toml").mqtt
     assert mqtt is not None
     outbox = make_outbox(tmp_path / "outbox")
@@ -348,3 +349,14 @@ def test_a_retired_gate_is_shut_out_by_the_crl(
     broker.restart()  # Mosquitto reads its crlfile when it starts
     assert _connects(broker.url, _gate_context(out, "north-1"))
     assert not _connects(broker.url, _gate_context(out, "south-2"))
+
+
+def test_the_acl_is_the_one_operations_md_describes() -> None:
+    from agent.centre.provision import acl
+    from tests.conftest import ROOT
+
+    page = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    start = page.index("`/etc/mosquitto/gate-agent.acl`")
+    block = page[page.index("```conf\n", start) + 8:page.index("```", page.index(
+        "```conf\n", start) + 8)]
+    assert acl.render([("binhai-0001", "north-1")]) == acl.HEADER + block

@@ -13,15 +13,14 @@ from pathlib import Path
 from agent.centre.provision.ids import common_name
 from agent.sync.topics import REVOCATIONS_FULL, ROOT, TIME, GateTopics
 
+HEADER = "# mosquitto.acl written by gatectl provision: the broker's acl_file.\n"
 CENTRE_BLOCK = f"""\
-# mosquitto.acl written by gatectl provision: acl_file in the broker's listener config.
 # centre services (their own certificates / user names)
 user centre-ingest
 topic read {ROOT}/+/+/events
 topic read {ROOT}/+/+/status
 topic read {ROOT}/+/+/cmd/result
 topic read {ROOT}/+/+/resync
-topic read {ROOT}/+/+/time/request
 topic write {ROOT}/+/+/events/ack
 
 user centre-ops
@@ -45,8 +44,8 @@ def gate_block(site: str, gate: str) -> str:
     lines = [f"user {common_name(site, gate)}"]
     lines += [f"topic write {x}" for x in (t.events, t.status, t.cmd_result, t.resync,
                                            t.time_request)]
-    lines += [f"topic read  {x}" for x in (t.cmd, t.events_ack, t.site_cmd, revocations,
-                                           TIME, t.time)]
+    lines += [f"topic read  {x}" for x in (t.cmd, t.time, t.events_ack, t.site_cmd,
+                                           revocations, TIME)]
     return "\n".join(lines) + "\n"
 
 
@@ -69,4 +68,4 @@ def render(gates: Iterable[tuple[str, str]], keep: Iterable[str] = ()) -> str:
         block = gate_block(site, gate)
         if block.split("\n", 1)[0] not in names:
             blocks.append(block)
-    return CENTRE_BLOCK + "\n" + GATES_MARK + "\n" + "\n".join(blocks)
+    return HEADER + CENTRE_BLOCK + "\n" + GATES_MARK + "\n" + "\n".join(blocks)
