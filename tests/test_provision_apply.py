@@ -173,3 +173,16 @@ def test_a_folder_that_is_not_a_bundle_is_refused(
     (tmp_path / "empty").mkdir()
     assert _apply(tmp_path / "empty", root) == 1
     assert "no SHA256SUMS" in capsys.readouterr().err
+
+
+def test_json_output_says_what_was_installed_and_removed(
+        bundle: Path, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert _apply(bundle, root, "--json") == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["site"] == "binhai-0001" and line["gate"] == "north-1"
+    assert line["already"] is False and "tls/gate.key" in line["installed"]
+    assert sorted(line["removed"]) == ["installer-token", "tls/gate.key"]
+    assert _apply(bundle, root, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["already"] is True

@@ -239,15 +239,15 @@ def _chown(path: Path | int, uid: int | None, gid: int | None) -> None:
 
 def _install(folder: Path, etc: Path, owners: Owners, meta: dict[str, Any]) -> list[str]:
     names = sorted(_files(folder))
-    for sub in ("", "keys", "keys/issuers", "keys/ops", "tls"):
-        directory = etc / sub
-        directory.mkdir(mode=0o750, parents=True, exist_ok=True)
-        directory.chmod(0o750)
-        _chown(directory, 0 if owners.uid is not None else None, owners.gid)
     staged: list[tuple[Path, Path]] = []
     record = dict(meta, applied_at=datetime.datetime.now(datetime.UTC).isoformat(
         timespec="seconds"))
     try:
+        for sub in ("", "keys", "keys/issuers", "keys/ops", "tls"):
+            directory = etc / sub
+            directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+            directory.chmod(0o750)
+            _chown(directory, 0 if owners.uid is not None else None, owners.gid)
         for name in names:
             data = (folder / name).read_bytes()
             if name == META:
@@ -268,8 +268,8 @@ def _install(folder: Path, etc: Path, owners: Owners, meta: dict[str, Any]) -> l
     except OSError as exc:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write into {etc}: {exc.strerror}: nothing was installed") \
-            from None
+        raise UsageError(f"cannot write into {etc}: {exc.strerror}: nothing was installed "
+                         "(run as root, or give --root)") from None
     for tmp, target in staged:
         os.replace(tmp, target)
     _drop_stale_keys(etc, {n for n in names if n.startswith("keys/")})

@@ -244,8 +244,16 @@ def sha256sums(folder: Path) -> str:
                    for f in files)
 
 
-def write_bundle(spec: GateSpec, inputs: Inputs, out: Path) -> tuple[Path, str]:
-    """One gate's bundle folder (written under a temporary name, then renamed)."""
+@dataclass(frozen=True)
+class Staged:
+    folder: Path  # written, under a temporary name
+    final: Path
+    token: str
+    row: dict[str, Any]  # the CA ledger line of its certificate
+
+
+def write_bundle(spec: GateSpec, inputs: Inputs, out: Path) -> Staged:
+    """One gate's bundle folder, under a temporary name (renamed once recorded)."""
     final = out / bundle_name(spec.site, spec.gate)
     staging = out / f".{final.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
@@ -255,7 +263,7 @@ def write_bundle(spec: GateSpec, inputs: Inputs, out: Path) -> tuple[Path, str]:
     _copy_keys(inputs.issuers, staging / "keys" / "issuers")
     _copy_keys(inputs.ops, staging / "keys" / "ops")
     cn = common_name(spec.site, spec.gate)
-    issued = pki.issue_client(inputs.ca, cn, spec.site, spec.gate)
+    issued = pki.issue_client(inputs.ca, cn, spec.site, spec.gate, record=False)
     _write(staging / "tls" / "ca.pem", inputs.broker_ca)
     _write(staging / "tls" / "client-ca.pem", inputs.ca.cert_pem)
     _write(staging / "tls" / "gate.pem", issued.cert_pem)
@@ -270,8 +278,7 @@ def write_bundle(spec: GateSpec, inputs: Inputs, out: Path) -> tuple[Path, str]:
     _write(staging / META, (json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode())
     load_config(staging / "config.toml")  # what the gate will load: must pass here too
     _write(staging / SUMS, sha256sums(staging).encode())
-    os.rename(staging, final)
-    return final, token
+    return Staged(staging, final, token, issued.row)
 
 
 def provision(specs: Sequence[GateSpec], inputs: Inputs, out: Path) -> list[Path]:
@@ -289,14 +296,17 @@ def provision(specs: Sequence[GateSpec], inputs: Inputs, out: Path) -> list[Path
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot make {out}: {exc.strerror}: choose another --out") from None
-    made, tokens = [], []
-    for spec in specs:
-        folder, token = write_bundle(spec, inputs, out)
-        made.append(folder)
-        tokens.append((spec.site, spec.gate, token))
+    staged = [write_bundle(spec, inputs, out) for spec in specs]
+    # Every certificate is in the CA's ledger (so it can be retired) before any bundle
+    # can be copied to a card.
+    pki.record_issued(inputs.ca, [s.row for s in staged])
+    for s in staged:
+        os.rename(s.folder, s.final)
     write_acl(out / "mosquitto.acl", [(s.site, s.gate) for s in specs])
-    _append_tokens(out / "installer-tokens.csv", tokens)
-    return made
+    _append_tokens(out / "installer-tokens.csv",
+                   [(spec.site, spec.gate, s.token) for spec, s in zip(specs, staged,
+                                                                       strict=True)])
+    return [s.final for s in staged]
 
 
 def write_acl(path: Path, gates: Iterable[tuple[str, str]]) -> None:

@@ -50,6 +50,7 @@ class Issued:
     cert_pem: bytes
     key_pem: bytes
     serial: int
+    row: dict[str, Any]
 
 
 def _name(cn: str) -> x509.Name:
@@ -165,15 +166,26 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def issue_client(ca: Ca, cn: str, site: str | None, gate: str | None,
-                 days: int = LEAF_DAYS) -> Issued:
+                 days: int = LEAF_DAYS, *, record: bool = True) -> Issued:
     """A client certificate and key: a gate's (CN = its MQTT client id) or, with no site
-    and gate, a centre service's or staff member's (CN = its ACL user name)."""
+    and gate, a centre service's or staff member's (CN = its ACL user name).
+
+    ``record=False``: the caller writes ``ledger_row(...)`` to the ledger itself (a
+    provisioning run records all its certificates with one fsync, before any bundle
+    becomes visible)."""
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _leaf(ca, cn, key.public_key(), days, ExtendedKeyUsageOID.CLIENT_AUTH)
-    record_issued(ca, [{"serial": f"{cert.serial_number:x}", "cn": cn, "site": site,
-                        "gate": gate, "not_after": cert.not_valid_after_utc.isoformat()}])
-    return Issued(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key),
-                  cert.serial_number)
+    issued = Issued(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key),
+                    cert.serial_number, ledger_row(cert, cn, site, gate))
+    if record:
+        record_issued(ca, [issued.row])
+    return issued
+
+
+def ledger_row(cert: x509.Certificate, cn: str, site: str | None,
+               gate: str | None) -> dict[str, Any]:
+    return {"serial": f"{cert.serial_number:x}", "cn": cn, "site": site, "gate": gate,
+            "not_after": cert.not_valid_after_utc.isoformat()}
 
 
 def issue_server(ca: Ca, host: str, days: int = LEAF_DAYS) -> Issued:
@@ -187,10 +199,10 @@ def issue_server(ca: Ca, host: str, days: int = LEAF_DAYS) -> Issued:
         san = x509.DNSName(host)
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _leaf(ca, host, key.public_key(), days, ExtendedKeyUsageOID.SERVER_AUTH, [san])
-    record_issued(ca, [{"serial": f"{cert.serial_number:x}", "cn": host, "site": None,
-                        "gate": None, "not_after": cert.not_valid_after_utc.isoformat()}])
+    row = ledger_row(cert, host, None, None)
+    record_issued(ca, [row])
     return Issued(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key),
-                  cert.serial_number)
+                  cert.serial_number, row)
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:
