@@ -31,6 +31,13 @@ if [ "$want_test" = 1 ]; then
   command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkgs+=(mosquitto)
   # systemd-analyze checks the unit file (the package does not start systemd here).
   command -v systemd-analyze >/dev/null 2>&1 || need_pkgs+=(systemd)
+  # The emulated arm64 install (tests/test_arm64_check.py, when asked for).
+  if [ "${GATE_AGENT_ARM64_CHECK:-}" = 1 ]; then
+    for tool in mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static \
+        update-binfmts:binfmt-support mkfs.vfat:dosfstools parted:parted mcopy:mtools; do
+      command -v "${tool%%:*}" >/dev/null 2>&1 || need_pkgs+=("${tool#*:}")
+    done
+  fi
 fi
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
