@@ -137,8 +137,16 @@ if [ "$SYSTEM" = 1 ]; then
   fi
   command -v apt-get >/dev/null 2>&1 || die "apt-get not found: install ${pkgs[*]} by hand and re-run"
   export DEBIAN_FRONTEND=noninteractive
-  run apt-get update -qq
-  run apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
+  missing=()   # only what is not installed: an offline (--wheelhouse) install needs no apt
+  for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ "$DRY" = 1 ] && missing=("${pkgs[@]}")   # show the whole list
+  if [ "${#missing[@]}" -gt 0 ]; then
+    run apt-get update -qq ||
+      die "apt-get update failed (offline?): install ${missing[*]} first, e.g. with build-image.sh"
+    run apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
 else
   say "staging into $ROOT: skipping apt (${pkgs[*]}) and user creation"
 fi
