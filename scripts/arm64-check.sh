@@ -204,9 +204,14 @@ in_image gate-agent --version || fail "gate-agent --version"
 in_image runuser -u gate-agent -- gate-agent check --config-only || fail "check --config-only"
 
 step "credential round trip: gatectl present -> PNG -> gate-agent verify --image (as gate-agent)"
-"$G" present --credential "$CRED" --holder-key "$C/holder/holder.key" --qr "$MNT/tmp/code.png" >/dev/null
+# A chroot has no NTP-synchronised clock of its own, so the gate would say clock_untrusted:
+# present and verify at one pinned (trusted) time, now.
+AT="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+"$G" present --credential "$CRED" --holder-key "$C/holder/holder.key" --at "$AT" \
+  --qr "$MNT/tmp/code.png" >/dev/null
 chmod 0644 "$MNT/tmp/code.png"
-out="$(in_image runuser -u gate-agent -- gate-agent verify --image /tmp/code.png)" || fail "verify: $out"
+out="$(in_image runuser -u gate-agent -- gate-agent verify --at "$AT" --image /tmp/code.png)" ||
+  fail "verify: $out"
 echo "$out"
 echo "$out" | grep -q '"granted": *true' || fail "verify did not grant: $out"
 in_image runuser -u gate-agent -- gate-agent revocations status --json
