@@ -218,9 +218,8 @@ else
   [ -z "$WHEELHOUSE" ] && run "$APP/venv/bin/python" -m pip install -q --upgrade pip
   run "$APP/venv/bin/python" -m pip install -q "${pip_args[@]}"
   if [ "$DRY" = 0 ]; then   # shebangs and activate scripts name the staging path
-    grep -rlI -- "$APP/venv" "$APP/venv/bin" "$APP/venv/pyvenv.cfg" | while read -r f; do
-      sed -i "s#$APP/venv#$PREFIX/venv#g" "$f"
-    done
+    { grep -rlI -- "$APP/venv" "$APP/venv/bin" "$APP/venv/pyvenv.cfg" || true; } |
+      while read -r f; do sed -i "s#$APP/venv#$PREFIX/venv#g" "$f"; done
   fi
 fi
 if [ -d "$SOURCE/docs" ]; then
