@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agent.core.errors import ConfigError
+from agent.core.ids import id_problem
 
 DEFAULT_CONFIG_PATH = Path("/etc/gate-agent/config.toml")
 CONFIG_ENV = "GATE_AGENT_CONFIG"
@@ -55,12 +56,8 @@ def _existing_file(value: Path | None) -> str | None:
 
 
 def _identifier(value: str) -> str | None:
-    bad = set("/+#") & set(value)
-    if not value.strip():
-        return "must not be empty"
-    if bad:
-        return f"must not contain {''.join(sorted(bad))} (it becomes part of MQTT topics)"
-    return None
+    # The one grammar (agent.core.ids): it becomes part of MQTT topics and scopes.
+    return id_problem(value, "")
 
 
 def _port(value: int) -> str | None:

@@ -30,6 +30,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from agent.core.bounds import MAX_TIME, in_time_range
 from agent.core.clock import Clock
 from agent.core.timefmt import format_instant
 from agent.protocol.timemsg import TimeMessage
@@ -60,7 +61,18 @@ class ClockState(StrEnum):
 @dataclass(frozen=True)
 class TimeUpdate:
     applied: bool
-    reason: str  # applied | synchronised | older_than_floor | not_newer
+    reason: str  # applied | synchronised | older_than_floor | not_newer | out_of_range
+
+
+def _restored_floor(stored: Any, damage: list[str]) -> float:
+    """The saved floor, or 0 when it is no time this gate could have reached (damage)."""
+    if isinstance(stored, bool) or not isinstance(stored, int | float):
+        damage.append(f"saved time floor {stored!r:.60} is not a number: ignored")
+        return 0.0
+    if not 0 <= stored < MAX_TIME:  # also NaN and inf
+        damage.append(f"saved time floor {stored!r} is not a time before 2100: ignored")
+        return 0.0
+    return float(stored)
 
 
 def system_clock_synchronised(flag: Path = TIMESYNCD_FLAG) -> bool | None:
@@ -100,7 +112,8 @@ class Timekeeper:
         self._probe_every_s = probe_every_s
         self._tolerance_s = message_tolerance_s
         stored = meta.get(FLOOR_KEY, 0.0) if meta is not None else 0.0
-        self._floor = float(stored) if isinstance(stored, int | float) else 0.0
+        self._damage: list[str] = []
+        self._floor = _restored_floor(stored, self._damage)
         self._high = self._floor
         self._persisted_at: float | None = None
         self._synced: bool | None = None
@@ -143,6 +156,8 @@ class Timekeeper:
         A message older than the floor, or not newer than the last one taken, is refused:
         replaying an old message must not move the clock back.
         """
+        if not in_time_range(msg.t):  # parse_time refuses these already
+            return TimeUpdate(False, "out_of_range")
         if msg.t < self._floor - self._tolerance_s:
             return TimeUpdate(False, "older_than_floor")
         if msg.t <= self._last_centre_t:
@@ -170,6 +185,10 @@ class Timekeeper:
         self._floor = max(self._floor, self.now())
         if self._meta is not None:
             self._meta.set(FLOOR_KEY, self._floor)
+
+    def problems(self) -> list[str]:
+        """Damage found in the saved time floor at start (ignored, alarmed)."""
+        return list(self._damage)
 
     def snapshot(self) -> dict[str, Any]:
         """Clock fields for the retained status message."""

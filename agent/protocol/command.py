@@ -26,7 +26,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
+from agent.core.bounds import MAX_MODE_S, MAX_SEQ
 from agent.core.errors import ProtocolError
+from agent.core.ids import target_problem
 from agent.protocol import cbor_strict, cose
 from agent.protocol.keys import KeyRing, SigningKey
 from agent.protocol.signed_doc import open_document, sign_document
@@ -137,9 +139,11 @@ def make_command(
 
 
 def split_target(target: str) -> tuple[str, str]:
-    site, sep, gate = target.partition("/")
-    if not sep or not site or not gate or "/" in gate or "+" in target or "#" in target:
-        raise ValueError(f"target {target!r} is not SITE/GATE (or SITE/* for a whole site)")
+    """``SITE/GATE`` or ``SITE/*``, each part an identifier (agent.core.ids)."""
+    problem = target_problem(target)
+    if problem:
+        raise ValueError(problem)
+    site, _, gate = target.partition("/")
     return site, gate
 
 
@@ -231,14 +235,15 @@ def _check_body(cmd: Command) -> str | None:
     if cmd.action == "mode":
         if cmd.mode not in MODES:
             return f"mode {cmd.mode!r} is not one of {', '.join(MODES)}"
-        if cmd.duration_s is not None and cmd.duration_s <= 0:
-            return "mode duration must be positive"
+        if cmd.duration_s is not None and not 0 < cmd.duration_s <= MAX_MODE_S:
+            return (f"mode duration must be 1 s to {MAX_MODE_S // 86400} days, "
+                    f"got {cmd.duration_s} s")
     elif cmd.mode is not None or cmd.duration_s is not None:
         return f"action {cmd.action!r} takes no mode or duration"
     if cmd.action == "resend":
         first, last = cmd.seq_from, cmd.seq_to
-        if first is None or last is None or not 1 <= first <= last:
-            return "resend needs event seqs 1 <= from <= to"
+        if first is None or last is None or not 1 <= first <= last <= MAX_SEQ:
+            return f"resend needs event seqs 1 <= from <= to <= {MAX_SEQ}"
         if last - first + 1 > MAX_RESEND:
             return f"resend asks for {last - first + 1} events; at most {MAX_RESEND} per command"
     elif cmd.seq_from is not None or cmd.seq_to is not None:

@@ -9,12 +9,12 @@ Claims (integer keys keep the QR small): iss 1, sub 2, exp 4, nbf 5, iat 6, cti 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from agent.core.errors import ProtocolError, UsageError
+from agent.core.ids import id_problem, scope_problem
 from agent.core.reasons import Reason
 from agent.protocol import cbor_strict, cose, qrtext
 from agent.protocol.keys import SigningKey, is_acceptable_public_key
@@ -29,8 +29,6 @@ CNF_COSE_KEY = 1
 CTI_BYTES = 8
 MAX_CREDENTIAL_BYTES = 600
 MAX_SCOPES = 16
-_SCOPE_PART = r"[^/+#*\s]{1,64}"
-_SCOPE = re.compile(rf"^{_SCOPE_PART}(/{_SCOPE_PART})?$")
 _MAX_TEXT = 64
 MAX_TIME = 2**40  # Unix seconds bound of every time claim (year ~36812)
 
@@ -60,11 +58,10 @@ class Credential:
 
 
 def check_scope(pattern: str) -> str:
-    """``site`` or ``site/gate``: no wildcards, no MQTT topic characters."""
-    if not _SCOPE.match(pattern):
-        raise UsageError(
-            f"scope {pattern!r} is not 'SITE' or 'SITE/GATE' (no '*', '+', '#' or spaces)"
-        )
+    """``site`` or ``site/gate``, each part an identifier (agent.core.ids)."""
+    problem = scope_problem(pattern)
+    if problem:
+        raise UsageError(f"{problem}: give --scope SITE or SITE/GATE")
     return pattern
 
 
@@ -81,8 +78,9 @@ def issue_credential(
     iss: str | None = None,
 ) -> str:
     """Sign a credential and return its QR text (``QM1:...``)."""
-    if not sub or len(sub) > _MAX_TEXT:
-        raise UsageError(f"subject {sub!r} must be 1-{_MAX_TEXT} characters")
+    sub_problem = id_problem(sub, "subject")
+    if sub_problem:
+        raise UsageError(f"{sub_problem}: give --sub a courier id")
     if not scope:
         raise UsageError("a credential needs at least one --scope SITE or SITE/GATE")
     if len(scope) > MAX_SCOPES:
@@ -141,7 +139,7 @@ def credential_from_cose(obj: Any) -> Credential:
     return Credential(
         envelope=envelope,
         iss=_text(claims[CLAIM_ISS], "iss"),
-        sub=_text(claims[CLAIM_SUB], "sub"),
+        sub=_sub(claims[CLAIM_SUB]),
         iat=_time(claims[CLAIM_IAT], "iat"),
         nbf=_time(claims[CLAIM_NBF], "nbf"),
         exp=_time(claims[CLAIM_EXP], "exp"),
@@ -157,6 +155,13 @@ def _text(value: Any, name: str) -> str:
     return value
 
 
+def _sub(value: Any) -> str:
+    problem = id_problem(value, "credential sub")
+    if problem:
+        raise ProtocolError(Reason.MALFORMED, problem)
+    return str(value)
+
+
 def _time(value: Any, name: str) -> int:
     if type(value) is not int or not 0 <= value < MAX_TIME:
         raise ProtocolError(Reason.MALFORMED, f"credential {name} is not a Unix time")
@@ -166,8 +171,10 @@ def _time(value: Any, name: str) -> int:
 def _scopes(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_SCOPES:
         raise ProtocolError(Reason.MALFORMED, f"credential scope is not a list of 1-{MAX_SCOPES}")
-    if not all(isinstance(p, str) and _SCOPE.match(p) for p in value):
-        raise ProtocolError(Reason.MALFORMED, "credential scope holds an invalid pattern")
+    for pattern in value:
+        problem = scope_problem(pattern)
+        if problem:
+            raise ProtocolError(Reason.MALFORMED, f"credential scope: {problem}")
     return tuple(value)
 
 

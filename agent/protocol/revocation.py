@@ -10,7 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from agent.core.bounds import (
+    LIST_FUTURE_S,
+    MAX_DELTA_ENTRIES,
+    MAX_LIST_ENTRIES,
+    MAX_TIME,
+    MAX_VERSION,
+    time_problem,
+)
 from agent.core.errors import ProtocolError, RevocationListError
+from agent.core.ids import id_problem
 from agent.protocol.keys import KeyRing, SigningKey
 from agent.protocol.signed_doc import open_document, sign_document
 
@@ -41,13 +50,28 @@ class RevocationList:
 DOC_TYPE = "gate.revocations.v1"
 # A full list of 1,000,000 entries of 8-16 byte ctis is 10-17 MB; leave room for subs.
 MAX_LIST_BYTES = 96 * 1024 * 1024
+# Deltas are small by design (a day's revocations); a bigger change is a full list.
+MAX_DELTA_BYTES = 4 * 1024 * 1024
 MAX_SUB = 64
+
+
+def list_problem(lst: RevocationList) -> str | None:
+    """The bounds a gate checks (agent.core.bounds), for the signer to check first."""
+    if not 1 <= lst.version <= MAX_VERSION:
+        return f"revocation list version must be 1 to {MAX_VERSION}, got {lst.version}"
+    if lst.kind == "full" and len(lst.add) > MAX_LIST_ENTRIES:
+        return f"a full list holds at most {MAX_LIST_ENTRIES} entries, got {len(lst.add)}"
+    if lst.kind == "delta" and len(lst.add) + len(lst.remove) > MAX_DELTA_ENTRIES:
+        return (f"a delta holds at most {MAX_DELTA_ENTRIES} entries, got "
+                f"{len(lst.add) + len(lst.remove)}: publish a full list instead")
+    return None
 
 
 def sign_revocation_list(lst: RevocationList, key: SigningKey, kid: str) -> bytes:
     """The signed bytes the centre publishes; ValueError on an inconsistent list."""
-    if lst.version < 1:
-        raise ValueError(f"revocation list version must be 1 or more, got {lst.version}")
+    problem = list_problem(lst)
+    if problem:
+        raise ValueError(problem)
     if lst.kind == "full" and (lst.base is not None or lst.remove):
         raise ValueError("a full revocation list has no base and no removals")
     if lst.kind == "delta" and (lst.base is None or not 0 <= lst.base < lst.version):
@@ -70,9 +94,16 @@ def parse_revocation_list(data: bytes, keyring: KeyRing, now: float) -> Revocati
     except ProtocolError as exc:
         raise RevocationListError(f"revocation list refused ({exc.reason}): {exc.detail}") from None
     try:
-        return _list_from_body(body)
+        lst = _list_from_body(body)
     except (TypeError, ValueError, KeyError) as exc:
         raise RevocationListError(f"revocation list refused: {exc}") from None
+    problem = list_problem(lst) or time_problem(lst.issued_at, "list issued_at")
+    if problem is None and lst.issued_at > now + LIST_FUTURE_S:
+        problem = (f"revocation list was signed {int(lst.issued_at - now)} s in the future of "
+                   "this gate's clock: check the centre's and the gate's clocks")
+    if problem:
+        raise RevocationListError(f"revocation list refused: {problem}")
+    return lst
 
 
 def _entry_to_wire(entry: RevocationEntry) -> bytes | list[Any]:
@@ -84,8 +115,11 @@ def _entry_to_wire(entry: RevocationEntry) -> bytes | list[Any]:
         if not 1 <= len(raw) <= 32:
             raise ValueError(f"cti {entry.value!r} is not 1-32 bytes")
         return raw
-    if not 1 <= len(entry.value) <= MAX_SUB:
-        raise ValueError(f"subject {entry.value!r} is not 1-{MAX_SUB} characters")
+    problem = id_problem(entry.value, "subject")
+    if problem:
+        raise ValueError(problem)
+    if entry.before is not None and not 0 <= entry.before < MAX_TIME:
+        raise ValueError(f"subject {entry.value!r} has a cut-off time after 2100")
     return [entry.value, entry.before]
 
 
@@ -95,8 +129,8 @@ def _list_from_body(body: dict[str, Any]) -> RevocationList:
     kind, version, base, issued_at = body["k"], body["v"], body["b"], body["t"]
     if kind not in ("full", "delta"):
         raise ValueError(f"kind {kind!r} is neither 'full' nor 'delta'")
-    if type(version) is not int or version < 1:
-        raise ValueError("version is not a positive integer")
+    if type(version) is not int or not 1 <= version <= MAX_VERSION:
+        raise ValueError(f"version is not a positive integer (at most {MAX_VERSION})")
     if type(issued_at) is not int or issued_at < 0:
         raise ValueError("issued_at is not a Unix time")
     if kind == "full" and base is not None:
@@ -127,9 +161,10 @@ def _entries_from_wire(items: list[Any]) -> tuple[RevocationEntry, ...]:
         if type(item) is not list or len(item) != 2:
             raise ValueError(f"entry {item!r:.60} is neither a cti nor [sub, before]")
         sub, before = item
-        if type(sub) is not str or not 1 <= len(sub) <= MAX_SUB:
-            raise ValueError(f"entry subject {sub!r:.60} is not 1-{MAX_SUB} characters")
-        if before is not None and (type(before) is not int or before < 0):
-            raise ValueError(f"entry {sub!r} has a 'before' that is not a Unix time")
+        problem = id_problem(sub, "entry subject")
+        if problem:
+            raise ValueError(problem[:200])
+        if before is not None and (type(before) is not int or not 0 <= before < MAX_TIME):
+            raise ValueError(f"entry {sub!r} has a 'before' that is not a Unix time before 2100")
         append(RevocationEntry("sub", sub, before))
     return tuple(out)

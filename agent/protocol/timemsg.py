@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent.core.bounds import time_problem
 from agent.core.errors import ProtocolError
 from agent.core.reasons import Reason
 from agent.protocol.keys import KeyRing, SigningKey
@@ -31,6 +32,9 @@ class TimeMessage:
 
 def sign_time(t: float, key: SigningKey, kid: str, nonce: str | None = None) -> bytes:
     """A signed time message; ``nonce`` answers one gate's request."""
+    problem = time_problem(t, "time")
+    if problem:
+        raise ValueError(problem)
     body: dict[str, object] = {"v": 1, "t_ms": round(t * 1000)}
     if nonce is not None:
         if not is_nonce(nonce):
@@ -52,6 +56,9 @@ def parse_time(data: bytes, keyring: KeyRing, now: float) -> TimeMessage:
         raise ProtocolError(Reason.MALFORMED, "time message body is not {v: 1, t_ms[, nonce]}")
     if not isinstance(t_ms, int) or isinstance(t_ms, bool) or t_ms <= 0:
         raise ProtocolError(Reason.MALFORMED, "time message t_ms is not a positive integer")
+    problem = time_problem(t_ms / 1000, "time message t_ms/1000")
+    if problem:
+        raise ProtocolError(Reason.MALFORMED, problem)
     nonce = body.get("nonce")
     if nonce is not None and not is_nonce(nonce):
         raise ProtocolError(Reason.MALFORMED, "time message nonce is not 32 lower-case hex")
