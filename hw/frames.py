@@ -360,12 +360,17 @@ class FrameLoop:
                     break
                 continue
             frame, mono = item
-            for text in self._pipeline.process(frame, mono):
-                scan = Scan(text=text, method=self._method, at=time.time(), mono=mono)
-                try:
-                    self._on_scan(scan)
-                except Exception:
-                    log.exception("%s: the scan callback failed", self._name)
+            texts = self._pipeline.process(frame, mono)
+            if not texts:
+                continue
+            # One frame, one scan: the first code in decoder order; the rest ride along
+            # to be recorded as ignored (agent.core.events.Scan).
+            scan = Scan(text=texts[0], method=self._method, at=time.time(), mono=mono,
+                        others=tuple(texts[1:]))
+            try:
+                self._on_scan(scan)
+            except Exception:
+                log.exception("%s: the scan callback failed", self._name)
         if self.state != "reopening":
             self.state = "finished" if not self._stop.is_set() else "stopped"
         self.finished.set()

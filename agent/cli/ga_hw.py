@@ -72,12 +72,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
     decoder = make_decoder(kind, fallback_interval_s=0.0)
     read_any = False
     if args.image:
-        import cv2
+        from hw.imagefile import read_gray
 
         for path in args.image:
-            image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-            if image is None:
-                raise UsageError(f"{path}: not an image OpenCV can read (use PNG or JPEG)")
+            image = read_gray(path)  # size and pixel count checked before decoding
             result = decoder.decode(image)
             read_any |= bool(result.texts)
             _print(str(path), result.texts, result.decoder, result.ms, args.json)

@@ -17,6 +17,7 @@ from agent.cli.common import EXIT_NO, EXIT_OK, add_config_option, config_from_ar
 from agent.core.clock import Clock, FixedClock, SystemClock
 from agent.core.errors import UsageError
 from agent.core.output import emit_json
+from agent.core.reasons import Reason
 from agent.core.timefmt import parse_instant
 from agent.gate.gatekeeper import Verdict
 from agent.runtime.verifier import Verifier
@@ -55,7 +56,9 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         for verdict in _verdicts(verifier, args):
             emit_json(verdict.to_json())
-            all_granted &= verdict.granted
+            # An ignored extra code in an image is no decision: the exit code is the
+            # decided codes' answer.
+            all_granted &= verdict.granted or verdict.reason is Reason.EXTRA_CODE
     finally:
         verifier.close()
     return EXIT_OK if all_granted else EXIT_NO
@@ -64,7 +67,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _verdicts(verifier: Verifier, args: argparse.Namespace) -> Iterator[Verdict]:
     if args.image:
         for path in args.image:
-            yield verifier.judge_image(path)
+            yield from verifier.judge_image(path)
     elif args.text == "-":
         for line in sys.stdin:
             yield verifier.judge(line.rstrip("\r\n"))

@@ -18,7 +18,7 @@ MAX_TIME = 4_102_444_800  # 2100-01-01T00:00:00Z
 MAX_MODE_S = 30 * DAY_S  # a commanded mode lasts at most this long
 MAX_VERSION = 2**53 - 1  # revocation list versions (JSON-safe integers)
 MAX_SEQ = 2**53 - 1  # per-gate event sequence numbers
-MAX_LIST_ENTRIES = 4_000_000  # entries of one full revocation list
+MAX_LIST_ENTRIES = 3_000_000  # entries of one full revocation list (fits MAX_LIST_BYTES)
 MAX_DELTA_ENTRIES = 200_000  # additions plus removals of one delta
 # A list signed this far in the future of the gate's decision clock is refused: its age
 # would be negative and it would never go stale.

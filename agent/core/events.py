@@ -7,10 +7,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Scan:
+    """One scan holds one code: when a frame holds several, ``text`` is the first in
+    decoder order and ``others`` the rest, recorded as ignored (``extra_code``) without
+    being verified, so their replay keys stay unused."""
+
     text: str
     method: str  # camera | serial | sim | verify
     at: float  # wall-clock Unix seconds when the code was read
     mono: float  # monotonic seconds when read, for scan-to-unlock latency
+    others: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ class Reason(StrEnum):
     RATE_LIMITED = "rate_limited"
     REVOCATIONS_STALE = "revocations_stale"
     INTERNAL_ERROR = "internal_error"
+    # The frame held more than one code: another one was decided, this one ignored
+    # (not verified, its replay key not used). See docs/decisions.md.
+    EXTRA_CODE = "extra_code"
 
 
 class DenialClass(StrEnum):

@@ -48,8 +48,8 @@ class RevocationList:
 # [sub, before|null] for a courier. Compact on purpose: a full list may hold millions.
 
 DOC_TYPE = "gate.revocations.v1"
-# A full list of 1,000,000 entries of 8-16 byte ctis is 10-17 MB; leave room for subs.
-MAX_LIST_BYTES = 96 * 1024 * 1024
+# A full list of 1,000,000 entries of 8-16 byte ctis is 10-17 MB; 32 MB holds 2-3 million.
+MAX_LIST_BYTES = 32 * 1024 * 1024
 # Deltas are small by design (a day's revocations); a bigger change is a full list.
 MAX_DELTA_BYTES = 4 * 1024 * 1024
 MAX_SUB = 64

@@ -70,3 +70,70 @@ def _decode_body(payload: bytes) -> Any:
         return cbor2.loads(payload)
     except (cbor2.CBORDecodeError, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise ProtocolError(Reason.MALFORMED, f"document body does not decode: {exc}") from None
+
+
+def peek_envelope(data: bytes, max_bytes: int) -> cose.Sign1:
+    """The envelope's checked header (kid, typ) without copying the payload or checking
+    the signature: the cheap first look at a big document before it may wait in a queue.
+
+    The returned ``payload`` and ``signature`` are empty; ProtocolError(malformed) when
+    the bytes are not one strict COSE_Sign1 array.
+    """
+    cbor_strict.check_well_formed(data, max_bytes=max_bytes, max_depth=1)
+    if not data or data[0] != 0x84:  # array of 4
+        raise ProtocolError(Reason.MALFORMED, "not a COSE_Sign1 array of 4 items")
+    start, length = _bstr_head(data, 1)
+    protected = bytes(data[start : start + length])
+    unprotected = data[start + length]
+    if unprotected != 0xA0:  # the empty map
+        raise ProtocolError(Reason.MALFORMED, "COSE_Sign1 unprotected header must be empty")
+    header = cose.from_decoded([protected, {}, b"", bytes(64)])
+    return cose.Sign1(protected, header.kid, header.typ, b"", b"")
+
+
+def authenticate(
+    data: bytes, ops_keys: dict[str, bytes], expected_type: str, max_bytes: int
+) -> str:
+    """Check type, ops kid and signature whatever the key's validity dates (the controller
+    checks those with the decision clock); return the kid. ProtocolError otherwise."""
+    envelope = cose.from_decoded(
+        cbor_strict.loads_strict(data, max_bytes=max_bytes, max_depth=1)
+    )
+    _check_kid_and_type(envelope, ops_keys, expected_type)
+    if not envelope.verify(ops_keys[envelope.kid]):
+        raise ProtocolError(
+            Reason.BAD_SIGNATURE, f"signature does not match ops key {envelope.kid!r}"
+        )
+    return envelope.kid
+
+
+def check_kid_and_type(
+    data: bytes, ops_keys: dict[str, bytes], expected_type: str, max_bytes: int
+) -> str:
+    """The cheap check of a big document: strict envelope, its type, a known ops kid."""
+    envelope = peek_envelope(data, max_bytes)
+    _check_kid_and_type(envelope, ops_keys, expected_type)
+    return envelope.kid
+
+
+def _check_kid_and_type(
+    envelope: cose.Sign1, ops_keys: dict[str, bytes], expected_type: str
+) -> None:
+    if envelope.typ != expected_type:
+        raise ProtocolError(
+            Reason.MALFORMED, f"document type is {envelope.typ!r}, expected {expected_type!r}"
+        )
+    if envelope.kid not in ops_keys:
+        raise ProtocolError(Reason.UNKNOWN_KEY, f"no trusted ops key {envelope.kid!r}")
+
+
+def _bstr_head(data: bytes, pos: int) -> tuple[int, int]:
+    """(content start, length) of the byte string whose head is at ``pos`` (well formed)."""
+    initial = data[pos]
+    if initial >> 5 != 2:
+        raise ProtocolError(Reason.MALFORMED, "COSE_Sign1 protected header is not a byte string")
+    info = initial & 0x1F
+    if info < 24:
+        return pos + 1, info
+    width = 1 << (info - 24)
+    return pos + 1 + width, int.from_bytes(data[pos + 1 : pos + 1 + width], "big")

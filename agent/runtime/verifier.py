@@ -70,22 +70,24 @@ class Verifier:
         now = self.clock.now()
         return self.gatekeeper.remember(self.gatekeeper.judge(text, now), now)
 
-    def judge_image(self, path: Path) -> Verdict:
+    def judge_image(self, path: Path) -> list[Verdict]:
+        """One verdict per code: the first in decoder order is judged, as the gate does
+        with a frame; the others are ``extra_code``, neither verified nor remembered."""
         texts = self._decode_image(path)
         if not texts:
-            return Verdict(Decision(False, Reason.NO_CODE, detail=f"no QR code read in {path}"),
-                           False, Reason.NO_CODE)
-        verdicts = [self.judge(text) for text in texts]
-        return next((v for v in verdicts if v.granted), verdicts[0])
+            return [Verdict(Decision(False, Reason.NO_CODE, detail=f"no QR code read in {path}"),
+                            False, Reason.NO_CODE)]
+        ignored = Verdict(Decision(False, Reason.EXTRA_CODE,
+                                   detail="another code in the same image was decided"),
+                          False, Reason.EXTRA_CODE)
+        return [self.judge(texts[0]), *(ignored for _ in texts[1:])]
 
     def _decode_image(self, path: Path) -> list[str]:
-        import cv2  # the image path only: keep `verify TEXT` light
+        from hw.imagefile import read_gray  # the image path only: keep `verify TEXT` light
 
         if not path.is_file():
             raise UsageError(f"{path} does not exist or is not a file")
-        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if gray is None:
-            raise UsageError(f"{path} is not an image OpenCV can read (PNG, JPEG, WebP...)")
+        gray = read_gray(path)  # file size and pixel count checked before decoding
         if self._decoder is None:
             from hw.decoders import make_decoder
 

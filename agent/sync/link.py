@@ -224,4 +224,8 @@ class Link:
 
     def _handle_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
         if self._on_message is not None:
-            self._on_message(message.topic, bytes(message.payload), bool(message.retain))
+            # paho hands over bytes already: no copy here (the owner checks the size first).
+            payload = message.payload
+            if not isinstance(payload, bytes):
+                payload = bytes(payload)
+            self._on_message(message.topic, payload, bool(message.retain))

@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 CONNACK_TIMEOUT_S = 10.0
 GOODBYE_TIMEOUT_S = 2.0
 MAX_QUEUED_OUTGOING = 200
+MAX_ACK_BYTES = 256 * 1024  # the centre's events/ack: a list of seqs
+DEFAULT_CAP_BYTES = 64 * 1024  # a kind the caller gave no cap for
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class SyncService:
         reconnect_min_s: float = 0.5,
         acknowledger: Acknowledger | None = None,
         clock: Clock | None = None,
+        payload_caps: Mapping[str, int] | None = None,
     ) -> None:
         if isinstance(mqtt, MqttSection):
             self.settings = settings_from_config(mqtt)
@@ -102,6 +105,9 @@ class SyncService:
         self._backoff = Backoff(reconnect_min_s, max(reconnect_min_s, reconnect_max_s or 30.0))
         self._clock: Clock = clock or SystemClock()
         self._kinds = self.topics.inbound_kinds()
+        # Largest payload per Inbound.kind, checked before anything is queued or copied.
+        self._caps = dict(payload_caps or {})
+        self.oversize = 0  # inbound payloads refused by size on paho's thread
         self._filters = list(self._kinds)
         if isinstance(self.drain.acknowledger, CentreAcknowledger):
             self._filters.append(self.topics.events_ack)
@@ -184,14 +190,26 @@ class SyncService:
         self._items.put(item)  # paho thread: hand off only
 
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        # paho's thread: the size is checked first, before anything is queued or copied.
         if topic == self.topics.events_ack:
-            self._items.put(_CentreAck(payload))  # the worker owns the outbox
+            if self._fits(topic, payload, MAX_ACK_BYTES):
+                self._items.put(_CentreAck(payload))  # the worker owns the outbox
             return
         kind = self._kinds.get(topic)
         if kind is None:
             log.warning("ignored message on unexpected topic %s", topic)
             return
-        self._deliver(Inbound(kind, payload, retained))
+        if self._fits(topic, payload, self._caps.get(kind, DEFAULT_CAP_BYTES)):
+            self._deliver(Inbound(kind, payload, retained))
+
+    def _fits(self, topic: str, payload: bytes, cap: int) -> bool:
+        if len(payload) <= cap:
+            return True
+        self.oversize += 1
+        if self.oversize in (1, 10, 100) or not self.oversize % 1000:
+            log.warning("refused %d-byte message on %s (at most %d): %d so far",
+                        len(payload), topic, cap, self.oversize)
+        return False
 
     def _run(self) -> None:
         while not self._stopping.is_set():
