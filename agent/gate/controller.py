@@ -19,7 +19,6 @@ Only this thread writes the TinyDB verification cache (revocations, replay cache
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -33,10 +32,12 @@ from agent.gate.actuator import DoorActuator
 from agent.gate.centre_handlers import CentreHandlers
 from agent.gate.door_monitor import DoorAlarm, DoorMonitor
 from agent.gate.gatekeeper import Gatekeeper
+from agent.gate.inbound import REPORTED_REFUSALS, Admission, Inbox, RefusalReports
 from agent.gate.modes import Mode, ModeKeeper
 from agent.gate.parts import InboundHandler, Parts, SyncPort
 from agent.gate.ratelimit import DenialLimiter, Suppressed
 from agent.gate.recorder import Recorder
+from agent.protocol.command import peek_command_id
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,9 @@ class Controller:
         cfg = parts.config
         self._cfg = cfg
         self._clock = parts.clock
-        self._queue: queue.Queue[Event] = queue.Queue(maxsize=queue_size)
+        # Scans and door inputs apart from the centre's messages (agent/gate/inbound.py).
+        self._inbox = Inbox(Admission(parts.keyring), local_slots=queue_size)
+        self._refusal_reports = RefusalReports()
         self._tick_s = tick_s
         self._sync: SyncPort | None = None
         self._alarms: dict[str, str] = {}
@@ -99,15 +102,33 @@ class Controller:
     # ---- feeding (any thread) -----------------------------------------------------------
 
     def submit(self, event: Event) -> bool:
-        """Queue an event without blocking; a full queue drops it (counted and logged)."""
-        try:
-            self._queue.put_nowait(event)
+        """Queue an event without blocking; a full queue drops it (counted and logged).
+
+        Centre messages go through admission first (size, signature) on the caller's
+        thread; they can never take the place of a scan or a door input."""
+        if isinstance(event, Inbound):
+            refusal = self._inbox.put_centre(event)
+            if refusal in REPORTED_REFUSALS and event.kind == "cmd":
+                self._report_refused(event, refusal)
+            return refusal is None
+        if isinstance(event, Stop):
+            self._inbox.close(event)
             return True
-        except queue.Full:
-            self.dropped += 1
-            log.warning("controller queue full: dropped %s (%d so far)", type(event).__name__,
-                        self.dropped)
-            return False
+        if self._inbox.put_local(event):
+            return True
+        self.dropped += 1
+        log.warning("controller queue full: dropped %s (%d so far)", type(event).__name__,
+                    self.dropped)
+        return False
+
+    def _report_refused(self, ev: Inbound, reason: str) -> None:
+        """A command refused before queueing still gets its result (rate limited)."""
+        sync = self._sync
+        if sync is None or not self._refusal_reports.allow():
+            return
+        sync.publish_result(peek_command_id(ev.payload) or "", False, reason,
+                            f"refused on arrival ({reason}): only commands signed by a "
+                            "trusted ops key are queued")
 
     def on_scan(self, scan: Scan) -> None:
         self.submit(scan)
@@ -128,10 +149,7 @@ class Controller:
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Handle everything already queued, then stop; True when the loop ended in time."""
-        try:
-            self._queue.put(Stop("shutdown"), timeout=timeout)
-        except queue.Full:
-            log.error("controller queue stayed full for %.0f s during shutdown", timeout)
+        self._inbox.close(Stop("shutdown"))
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -148,9 +166,8 @@ class Controller:
         """The loop: one event at a time; a turn without events still ticks."""
         while True:
             self._beat()
-            try:
-                event = self._queue.get(timeout=self._tick_s)
-            except queue.Empty:
+            event = self._inbox.get(self._tick_s)
+            if event is None:
                 self._guarded(self._tick, None)
                 continue
             if isinstance(event, Stop):
@@ -164,7 +181,7 @@ class Controller:
     @property
     def idle(self) -> bool:
         """Nothing queued and nothing being handled (the demo ends on this)."""
-        return self._queue.empty() and not self._busy
+        return self._inbox.empty() and not self._busy
 
     def process(self, event: Event) -> None:
         """Handle one event synchronously, as one loop turn (tests, and only without start())."""
@@ -231,7 +248,11 @@ class Controller:
             self.actuator.pulse(now)
             self.latencies.append((scan.mono, self._clock.monotonic()))
         self._show(reason)
-        if entry is not None:
+        for _ in scan.others:  # the frame's other codes: not verified, replay keys unused
+            self.recorder.record(record.scan(
+                now, granted=False, reason=Reason.EXTRA_CODE.value, sub=None, cti=None,
+                method=scan.method, door="none"), notify=False)
+        if entry is not None or scan.others:
             self.recorder.notify()
 
     def _shown_decision(self, granted: bool, reason: Reason, sub: str | None, cti: str | None,
@@ -362,7 +383,7 @@ class Controller:
     def _maintain_stores(self) -> None:
         """Upkeep that must run on the thread owning the stores: compaction, recovery alarms."""
         revocations = self.parts.revocations
-        if revocations.compaction_due and self._queue.empty():
+        if revocations.compaction_due and self._inbox.empty():
             try:
                 revocations.compact()
             except Exception:
@@ -370,6 +391,12 @@ class Controller:
         problems = [*revocations.problems(), *self.parts.replays.problems()]
         if problems:
             self._alarms["state_recovered"] = "; ".join(problems)
+        damage = [*getattr(self.parts.trust, "problems", list)(), self._modes.damage]
+        if any(damage):  # values restored out of bounds: ignored, never fatal
+            self._alarms["state_damaged"] = "; ".join(d for d in damage if d)[:400]
+        if self._inbox.resync_due() and self._sync is not None:
+            log.warning("a signed revocation list was dropped (no room): asking for a resync")
+            self._sync.request_resync("revocation list dropped", revocations.version)
 
     def _record_suppressed(self, summary: Suppressed, now: float) -> None:
         self.recorder.record(record.rate_limit_summary(now, summary.count, summary.reasons),
@@ -408,6 +435,7 @@ class Controller:
             "alarms": dict(self._alarms),
             "rate_limited": limiter.active if limiter is not None else False,
             "queue_dropped": self.dropped,
+            "inbound": self._inbox.status(),
             "append_failures": self.recorder.failures,
             "errors": self.errors,
         }

@@ -35,7 +35,7 @@ from agent.protocol.revocation import DOC_TYPE, MAX_DELTA_BYTES, MAX_LIST_BYTES
 from agent.protocol.signed_doc import authenticate, check_kid_and_type
 from agent.protocol.timemsg import MAX_TIME_BYTES, TIME_TYPE
 
-LocalEvent = Scan | DoorInput
+LocalEvent = Scan | DoorInput  # anything else a bug put here fails in the loop
 Item = LocalEvent | Inbound | Stop
 
 # Largest payload per kind, checked before anything is copied or queued.
@@ -54,6 +54,10 @@ CENTRE_MAX_BYTES = MAX_LIST_BYTES + 8 * 1024 * 1024  # one full list and the sma
 LOCAL_SLOTS = 1024
 RECENT_DIGESTS = 256
 RESYNC_EVERY_S = 10.0  # a lost list asks for a resync at most this often
+# Refusals of a command that are answered on cmd/result (rate limited): what staff with a
+# wrong key or a damaged file would otherwise only see as a timeout.
+REPORTED_REFUSALS = frozenset({"oversize", "malformed", "unknown_key", "bad_signature",
+                               "unsupported_version"})
 
 
 class Admission:
@@ -79,6 +83,31 @@ class Admission:
         except ProtocolError as exc:
             return exc.reason
         return None
+
+
+class RefusalReports:
+    """At most ``burst`` refusal results per ``per_s`` seconds: staff who sign with the
+    wrong key still see why, and a flood of garbage commands is not echoed back."""
+
+    def __init__(self, burst: int = 3, per_s: float = 10.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._burst = burst
+        self._per_s = per_s
+        self._monotonic = monotonic
+        self._tokens = float(burst)
+        self._at = monotonic()
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        with self._lock:
+            now = self._monotonic()
+            self._tokens = min(self._burst, self._tokens + (now - self._at) * self._burst
+                               / self._per_s)
+            self._at = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
 
 
 class Inbox:
@@ -118,19 +147,22 @@ class Inbox:
             self._cond.notify()
             return True
 
-    def put_centre(self, ev: Inbound) -> bool:
-        """Admit (paho thread: size, then signature) and queue; False when not queued."""
+    def put_centre(self, ev: Inbound) -> str | None:
+        """Admit (paho thread: size, then signature) and queue; None when queued, else
+        why not: a refusal reason (``oversize``, ``malformed``, ``unknown_key``,
+        ``bad_signature``...), ``duplicate`` or ``no_room``."""
         if self._admission is not None:
             refusal = self._admission.check(ev)
             if refusal is not None:
+                reason = refusal.split(":")[0]
                 with self._cond:
-                    self.refused[refusal.split(":")[0]] += 1
-                return False
+                    self.refused[reason] += 1
+                return reason
         digest = hashlib.sha256(ev.payload).digest()
         with self._cond:
             if digest in self._queued_digests or (ev.kind == "cmd" and digest in self._recent):
                 self.duplicates += 1
-                return False
+                return "duplicate"
             lane = self._centre.get(ev.kind)
             size = len(ev.payload)
             if (self._closed or lane is None or len(lane) >= SLOTS[ev.kind]
@@ -138,12 +170,12 @@ class Inbox:
                 self.dropped[ev.kind] += 1
                 if ev.kind.startswith("revocations"):
                     self._lists_lost_at = self._lists_lost_at or self._monotonic()
-                return False
+                return "no_room"
             lane.append((ev, digest))
             self._queued_digests[digest] += 1
             self._centre_bytes += size
             self._cond.notify()
-            return True
+            return None
 
     def close(self, stop: Stop) -> None:
         """Take nothing new; ``get`` returns ``stop`` once the queues are empty."""

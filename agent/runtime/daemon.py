@@ -160,10 +160,12 @@ class Daemon:
 
         mqtt = cfg.mqtt if self.options.mqtt == "config" else self.options.mqtt
         if mqtt is not None:
+            from agent.gate.inbound import CAPS
             from agent.sync.service import SyncService
 
             self.sync = SyncService(mqtt, cfg.gate.site, cfg.gate.id, outbox,
-                                    self.controller.on_inbound, self.controller.status)
+                                    self.controller.on_inbound, self.controller.status,
+                                    payload_caps=CAPS)
             self.controller.attach_sync(self.sync)
         self._inputs_factory = factory
         self.source = self._make_source()
