@@ -214,3 +214,16 @@ def test_saved_time_floor_from_a_microsecond_message_is_ignored(tmp_path: Path) 
         keeper.snapshot()  # formats times: must not raise
     finally:
         meta.close()
+
+
+def test_configured_numbers_have_upper_bounds_too(tmp_path: Path) -> None:
+    raw: dict[str, Any] = {
+        "gate": {"site": SITE, "id": GATE},
+        "trust": {"keys_dir": str(tmp_path), "ops_keys_dir": str(tmp_path)},
+        "door": {"unlock_s": 1e9}, "policy": {"presentation_window_s": 86400},
+    }
+    with pytest.raises(ConfigError) as err:
+        config_from_mapping(raw, base_dir=tmp_path)
+    problems = "\n".join(err.value.problems)
+    assert "door.unlock_s: must be at most 300, got 1000000000.0" in problems
+    assert "policy.presentation_window_s: must be at most 600" in problems

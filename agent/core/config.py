@@ -37,6 +37,17 @@ def _non_negative(value: float) -> str | None:
     return None if 0 <= value < math.inf else f"must be a finite number 0 or more, got {value}"
 
 
+def _upto(limit: float, *, zero_ok: bool = False) -> Check:
+    """Above 0 (or 0 or more) and at most ``limit``: every number has an upper bound too
+    (an ``unlock_s`` of 1e9 would hold the relay released for decades)."""
+    def check(value: float) -> str | None:
+        problem = (_non_negative if zero_ok else _positive)(value)
+        if problem or value <= limit:
+            return problem
+        return f"must be at most {limit:g}, got {value}"
+    return check
+
+
 def _bcm_pin(value: int | None) -> str | None:
     if value is None or 0 <= value <= 27:
         return None
@@ -84,16 +95,16 @@ class TrustSection:
 @dataclass(frozen=True)
 class PolicySection:
     accept_static: bool = opt(False)
-    presentation_window_s: int = opt(30, _positive)
+    presentation_window_s: int = opt(30, _upto(600))
     # Tolerated difference between the phone's clock and ours for presentations.
-    clock_skew_s: int = opt(5, _non_negative)
+    clock_skew_s: int = opt(5, _upto(600, zero_ok=True))
     # Revocation list older than this raises an alarm (and denies, if on_stale = "deny").
-    revocations_max_age_h: float = opt(72.0, _positive)
+    revocations_max_age_h: float = opt(72.0, _upto(24 * 365))
     on_stale_revocations: Literal["alarm", "deny"] = opt("alarm")
     # What to do when the system clock is not known to be synchronised.
     on_untrusted_clock: Literal["deny", "allow"] = opt("deny")
     # Denied scans allowed per gate per minute before further scans are rate_limited.
-    denials_per_minute: int = opt(20, _positive)
+    denials_per_minute: int = opt(20, _upto(100_000))
     # Standing gate mode; the centre can switch it by command (optionally for a while).
     mode: Literal["normal", "lockdown", "free"] = opt("normal")
 
@@ -101,15 +112,15 @@ class PolicySection:
 @dataclass(frozen=True)
 class StateSection:
     dir: Path = opt(Path("/var/lib/gate-agent"))
-    outbox_capacity: int = opt(200_000, _positive)
-    retention_days: int = opt(90, _positive)
+    outbox_capacity: int = opt(200_000, _upto(100_000_000))
+    retention_days: int = opt(90, _upto(3650))
 
 
 @dataclass(frozen=True)
 class DoorSection:
     relay_pin: int = opt(17, _bcm_pin)
     relay_active_high: bool = opt(True)
-    unlock_s: float = opt(3.0, _positive)
+    unlock_s: float = opt(3.0, _upto(300))
     contact_pin: int | None = opt(None, _bcm_pin)
     # Level of the contact input when the door is open (reed switch to ground + pull-up: true).
     contact_open_high: bool = opt(True)
@@ -121,8 +132,8 @@ class DoorSection:
     tamper_active_high: bool = opt(True)  # enclosure opened releases a switch held to GND
     fire_active_high: bool = opt(False)  # fire panel contact closes to GND on alarm
     inputs_pull_up: bool = opt(True)
-    bounce_s: float = opt(0.05, _non_negative)
-    held_open_s: float = opt(30.0, _positive)
+    bounce_s: float = opt(0.05, _upto(5, zero_ok=True))
+    held_open_s: float = opt(30.0, _upto(86_400))
 
 
 @dataclass(frozen=True)
@@ -137,15 +148,15 @@ class IndicatorsSection:
 class ScannerSection:
     kind: Literal["camera", "serial", "none"] = opt("camera")
     # The same code seen again within this window is one scan, not one per frame.
-    dedupe_s: float = opt(3.0, _non_negative)
+    dedupe_s: float = opt(3.0, _upto(3600, zero_ok=True))
 
 
 @dataclass(frozen=True)
 class CameraSection:
     device: int | str = opt(0)
-    width: int = opt(1280, _positive)
-    height: int = opt(720, _positive)
-    fps: int = opt(15, _positive)
+    width: int = opt(1280, _upto(8192))
+    height: int = opt(720, _upto(8192))
+    fps: int = opt(15, _upto(240))
     backend: Literal["opencv", "picamera2"] = opt("opencv")
     decoder: Literal["auto", "zxing", "pyzbar"] = opt("auto")
 
@@ -153,7 +164,7 @@ class CameraSection:
 @dataclass(frozen=True)
 class SerialSection:
     port: str = opt("/dev/ttyACM0")
-    baud: int = opt(9600, _positive)
+    baud: int = opt(9600, _upto(4_000_000))
     terminator: Literal["cr", "lf", "crlf", "any"] = opt("any")
 
 
@@ -165,18 +176,18 @@ class MqttSection:
     key_file: Path | None = opt(None, _existing_file)
     username: str | None = opt(None)
     password_file: Path | None = opt(None, _existing_file)
-    keepalive_s: int = opt(30, _positive)
+    keepalive_s: int = opt(30, _upto(65_535))
     # Events published and not yet acknowledged by the broker, at most.
-    inflight: int = opt(100, _positive)
+    inflight: int = opt(100, _upto(65_535))
     # Retained status is re-published this often (and on every change the daemon reports).
-    status_interval_s: int = opt(60, _positive)
+    status_interval_s: int = opt(60, _upto(86_400))
     # Reconnect delays double up to this bound, with jitter.
-    reconnect_max_s: float = opt(30.0, _positive)
+    reconnect_max_s: float = opt(30.0, _upto(86_400))
     # When an event leaves the outbox: on the broker's PUBACK, or when the centre
     # acknowledges it on .../events/ack (end to end; survives a broker crash).
     ack: Literal["puback", "centre"] = opt("centre")
     # ack = "centre": events the centre has not confirmed this long after PUBACK are resent.
-    ack_timeout_s: float = opt(60.0, _positive)
+    ack_timeout_s: float = opt(60.0, _upto(86_400))
 
 
 @dataclass(frozen=True)
