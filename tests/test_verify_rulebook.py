@@ -89,10 +89,41 @@ CASES = [
 # Not reachable by verify on purpose: rate limiting protects a door from a flood and a
 # batch check is not one; internal_error needs a broken store or a bug.
 NOT_FOR_VERIFY = {Reason.RATE_LIMITED, Reason.INTERNAL_ERROR}
+# A frame (or image) holding several codes: test_two_codes_in_one_frame_are_one_scan.
+FRAME_ONLY = {Reason.EXTRA_CODE}
 
 
 def test_the_cases_cover_every_reason_a_scan_can_get() -> None:
-    assert {case.reason for case in CASES} | NOT_FOR_VERIFY == set(Reason)
+    assert {case.reason for case in CASES} | NOT_FOR_VERIFY | FRAME_ONLY == set(Reason)
+
+
+def test_two_codes_in_one_frame_are_one_scan_for_verify_and_daemon(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from hw.render import qr_image
+
+    with controller_rig(tmp_path, clock_probe=lambda: True) as rig:
+        first, second = _valid(rig), rig.kit.valid_code("C-2", rig.clock.now())
+        left, right = qr_image(first, module_px=4), qr_image(second, module_px=4)
+        canvas = np.full((max(left.shape[0], right.shape[0]) + 40,
+                          left.shape[1] + right.shape[1] + 60), 255, np.uint8)
+        canvas[20:20 + left.shape[0], 20:20 + left.shape[1]] = left
+        canvas[20:20 + right.shape[0], 40 + left.shape[1]:40 + left.shape[1] + right.shape[1]] \
+            = right
+        image = tmp_path / "two.png"
+        cv2.imwrite(str(image), canvas)
+        verifier = Verifier(rig.controller.parts.config, rig.clock, probe=lambda: True)
+        try:
+            by_verify = [v.reason for v in verifier.judge_image(image)]
+        finally:
+            verifier.close()
+        assert by_verify == [Reason.OK, Reason.EXTRA_CODE]
+        third, fourth = (rig.kit.valid_code(f"C-{n}", rig.clock.now()) for n in (3, 4))
+        rig.controller.process(Scan(third, "sim", rig.clock.now(), 0.0, others=(fourth,)))
+        assert [r["reason"] for r in rig.rows()] == ["ok", "extra_code"]
+        rig.controller.process(Scan(fourth, "sim", rig.clock.now(), 0.0))  # unused: granted
+        assert [r["reason"] for r in rig.rows()][-1] == "ok"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.reason.value for c in CASES])
