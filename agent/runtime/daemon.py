@@ -25,6 +25,7 @@ from agent.gate.controller import Controller
 from agent.gate.parts import Observer, Parts
 from agent.gate.timekeeper import Timekeeper
 from agent.protocol.keys import KeyRing, load_keyring
+from agent.runtime.memory import pin_mmap_threshold
 from agent.runtime.sdnotify import Notifier
 from agent.store import EntryLog, Meta, ReplayCache, RevocationStore
 from agent.store.resend import ResendableOutbox
@@ -98,6 +99,7 @@ class Daemon:
 
     def open(self) -> None:
         """Build every part; on any failure, what was built is closed (relay locked)."""
+        pin_mmap_threshold()  # a refused big payload must not stay resident
         try:
             self._build()
         except BaseException:
@@ -323,6 +325,8 @@ class Daemon:
             "connected" if self.sync is not None and self.sync.connected
             else "offline" if self.sync is None else "connecting"
         )
+        if self.sync is not None:  # payloads over their topic's cap, refused on arrival
+            live["inbound_oversize"] = self.sync.oversize
         return live
 
     def status_line(self) -> str:
