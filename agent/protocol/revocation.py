@@ -84,7 +84,12 @@ def sign_revocation_list(lst: RevocationList, key: SigningKey, kid: str) -> byte
         "a": [_entry_to_wire(e) for e in lst.add],
         "r": [_entry_to_wire(e) for e in lst.remove],
     }
-    return sign_document(DOC_TYPE, body, key, kid)
+    data = sign_document(DOC_TYPE, body, key, kid)
+    cap = MAX_LIST_BYTES if lst.kind == "full" else MAX_DELTA_BYTES
+    if len(data) > cap:
+        raise ValueError(f"the signed {lst.kind} list is {len(data)} bytes; gates take at most "
+                         f"{cap}" + ("" if lst.kind == "full" else ": publish a full list"))
+    return data
 
 
 def parse_revocation_list(data: bytes, keyring: KeyRing, now: float) -> RevocationList:
