@@ -160,7 +160,9 @@ def test_huge_mode_and_microsecond_time_are_refused_and_the_gate_restarts(
         result = watcher.json_on("/cmd/result")[0]
         assert result["ok"] is False and result["reason"] == "malformed"
         assert "30 days" in result["detail"]
-        assert daemon.wait_lines(lambda _: "microseconds" in daemon.stderr(), 20)
+        assert watcher.wait_for(lambda _: status_of(watcher).get("inbound", {})
+                                .get("refused_later") == {"time": 1}, 20), status_of(watcher)
+        assert "microseconds" in daemon.stderr()
         assert status_of(watcher)["mode"] == "normal"
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(30) == 0

@@ -13,6 +13,7 @@ controller builds one of these and registers its handlers when it is built.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Protocol, cast
 
 from agent.core.errors import ProtocolError, RevocationListError
@@ -50,6 +51,9 @@ class CentreHandlers:
         self.sync: CommandSync | None = None  # set when the link to the centre exists
         self._timekeeper = timekeeper
         self._outbox = outbox
+        # Signed messages admitted and then refused here (bounds, dates, versions), by kind:
+        # status inbound.refused_later, so nothing refused is unseen.
+        self.refused: Counter[str] = Counter()
 
     def on_command(self, ev: Inbound) -> None:
         parts = self._parts
@@ -123,6 +127,7 @@ class CentreHandlers:
             msg = parse_time(ev.payload, self._parts.keyring, self._parts.clock.now())
         except ProtocolError as exc:
             log.warning("time message refused: %s", exc)
+            self.refused["time"] += 1
             return
         update = self._timekeeper.accept_time(msg)
         log.info("centre time message: %s", update.reason)
@@ -134,6 +139,7 @@ class CentreHandlers:
             lst = parse_revocation_list(ev.payload, self._parts.keyring, self._parts.clock.now())
         except RevocationListError as exc:
             log.warning("revocation list from the centre refused: %s", exc)
+            self.refused["revocations"] += 1
             return
         if store.version is not None and lst.version <= store.version and ev.retained:
             log.debug("retained revocation list version %d already installed", lst.version)

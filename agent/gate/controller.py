@@ -435,7 +435,7 @@ class Controller:
             "alarms": dict(self._alarms),
             "rate_limited": limiter.active if limiter is not None else False,
             "queue_dropped": self.dropped,
-            "inbound": self._inbox.status(),
+            "inbound": {**self._inbox.status(), "refused_later": dict(self._centre.refused)},
             "append_failures": self.recorder.failures,
             "errors": self.errors,
         }
