@@ -1,11 +1,13 @@
 """The controller: one thread that owns the gate's state and turns events into actions.
 
 Scanner threads, gpiozero callbacks and the MQTT thread only put typed events from
-:mod:`agent.core.events` on its bounded queue. The controller keeps the loop and the
-dispatch; the rules of a scan are the gatekeeper's (:mod:`agent.gate.gatekeeper`), rows
-are written by the recorder and the relay is driven by the door actuator. For a scan:
-judge, remember the replay key, write the row durably, and only then pulse the relay
-and show the indicators.
+:mod:`agent.core.events` on its two bounded queues (:mod:`agent.gate.inbound`): scans and
+door inputs on their own, served first; the centre's messages only once their size and
+signature checked out, so a flood can never displace a scan. The controller keeps the
+loop and the dispatch; the rules of a scan are the gatekeeper's
+(:mod:`agent.gate.gatekeeper`), rows are written by the recorder and the relay is driven
+by the door actuator. For a scan: judge, remember the replay key, write the row durably,
+and only then pulse the relay and show the indicators.
 
 Any exception while handling one event is logged, the door is locked (unless free mode
 or the fire input holds it released on purpose), a scan not yet recorded becomes a
