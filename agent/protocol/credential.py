@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent.core.bounds import MAX_TIME as BOUNDS_MAX_TIME
 from agent.core.errors import ProtocolError, UsageError
 from agent.core.ids import id_problem, scope_problem
 from agent.core.reasons import Reason
@@ -30,7 +31,7 @@ CTI_BYTES = 8
 MAX_CREDENTIAL_BYTES = 600
 MAX_SCOPES = 16
 _MAX_TEXT = 64
-MAX_TIME = 2**40  # Unix seconds bound of every time claim (year ~36812)
+MAX_TIME = BOUNDS_MAX_TIME  # Unix seconds bound of every time claim (2100, agent.core.bounds)
 
 
 @dataclass(frozen=True)

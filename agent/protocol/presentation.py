@@ -14,6 +14,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 
+from agent.core.bounds import MAX_TIME
 from agent.core.errors import ProtocolError, UsageError
 from agent.core.reasons import Reason
 from agent.protocol import cbor_strict, cose, qrtext
@@ -91,7 +92,7 @@ def read_scanned(text: str) -> Scanned:
     if not isinstance(obj, list) or len(obj) != 4:
         raise ProtocolError(Reason.MALFORMED, "presentation is not an array of 4 items")
     envelope, time, nonce, signature = obj
-    if type(time) is not int or not 0 <= time < 2**40:
+    if type(time) is not int or not 0 <= time < MAX_TIME:  # agent.core.bounds: 2100
         raise ProtocolError(Reason.MALFORMED, "presentation time is not a Unix time")
     if not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:
         raise ProtocolError(Reason.MALFORMED, f"presentation nonce is not {NONCE_BYTES} bytes")
