@@ -4,7 +4,8 @@ An id becomes an MQTT topic level, a certificate Common Name (``gate-SITE-GATE``
 Mosquitto ACL line and a folder name on a FAT partition, so provisioning refuses what
 would break any of them: ``/ + # *``, whitespace, control and invisible (format,
 zero-width) characters, backslash and a leading dot or dash. The gate's config accepts
-a wider set; this is the stricter rule for ids that are about to be issued.
+the wider grammar of ``agent.core.ids`` (which this rule also applies); this is the
+stricter rule for ids that are about to be issued.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import unicodedata
 
 from agent.core.errors import UsageError
+from agent.core.ids import id_problem as core_id_problem
 
 _FORBIDDEN = frozenset("/+#*\\\"'`$%:;<>|?")
 MAX_CN = 64  # X.520 upper bound for a Common Name
@@ -31,7 +33,8 @@ def id_problem(value: str) -> str | None:
             return "contains whitespace"
         if category in ("Cc", "Cf", "Cs", "Co", "Cn"):
             return f"contains the invisible or control character U+{ord(char):04X}"
-    return None
+    # On top of the one grammar every part checks (agent.core.ids: length, NFC, ...).
+    return core_id_problem(value, "")
 
 
 def check_gate(site: str, gate: str) -> tuple[str, str]:
