@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "zxing-qr"
 
 # Shared fixtures living in their own modules (real Mosquitto broker, ...).
-pytest_plugins = ["tests.broker"]
+pytest_plugins = ["tests.broker", "tests.postgres", "tests.centre_support"]
 
 
 def require(available: bool, what: str, install_hint: str) -> None:

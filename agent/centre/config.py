@@ -1,0 +1,168 @@
+"""``centre.toml``: the typed, frozen settings of ``gate-centre`` (INTERFACE.md "gate-centre").
+
+Same rules as the gate's config (``agent.core.config``, whose section builder this
+reuses): every section a frozen dataclass, unknown keys are errors with their dotted
+path, every problem reported at once, relative paths taken from the file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.core.config import (
+    _build_section,
+    _dataclass_in,
+    _existing_dir,
+    _existing_file,
+    _identifier,
+    _non_negative,
+    _positive,
+    opt,
+)
+from agent.core.errors import ConfigError
+
+DEFAULT_CENTRE_CONFIG = Path("/etc/gate-centre/centre.toml")
+CENTRE_CONFIG_ENV = "GATE_CENTRE_CONFIG"
+
+
+def _store_url(value: str) -> str | None:
+    if value.startswith("sqlite://") and len(value) > len("sqlite:///"):
+        return None
+    if value.startswith(("postgresql://", "postgres://")):
+        return None
+    return (f"{value!r} is not a store URL: use sqlite:///ABSOLUTE/PATH.db "
+            "(sqlite://NAME.db: beside this file) "
+            "or postgresql://USER@HOST:PORT/DB")
+
+
+def _bind(value: str) -> str | None:
+    host, sep, port = value.rpartition(":")
+    if sep and host and port.isdigit() and 1 <= int(port) <= 65535:
+        return None
+    return f"expected HOST:PORT such as 127.0.0.1:8080, got {value!r}"
+
+
+@dataclass(frozen=True)
+class CentreSection:
+    id: str = opt(check=_identifier)
+
+
+@dataclass(frozen=True)
+class StoreSection:
+    url: str = opt(check=_store_url)
+    # A batch is committed when it holds this many events or is this old, whichever first.
+    batch_max: int = opt(500, _positive)
+    batch_ms: float = opt(50.0, _positive)
+
+
+@dataclass(frozen=True)
+class CentreMqttSection:
+    url: str = opt()
+    ca_file: Path | None = opt(None, _existing_file)
+    cert_file: Path | None = opt(None, _existing_file)
+    key_file: Path | None = opt(None, _existing_file)
+    username: str | None = opt(None)
+    password_file: Path | None = opt(None, _existing_file)
+    keepalive_s: int = opt(30, _positive)
+    # $share/{share_group}/gate/v1/+/+/events: processes in one group share the load.
+    share_group: str = opt("ingest", _identifier)
+    reconnect_max_s: float = opt(30.0, _positive)
+
+
+@dataclass(frozen=True)
+class KeysSection:
+    ops_key: Path = opt(check=_existing_file)
+    trust_ops_dir: Path = opt(check=_existing_dir)
+
+
+@dataclass(frozen=True)
+class SweepSection:
+    hole_after_s: float = opt(300.0, _positive)
+    every_s: float = opt(10.0, _positive)
+    # A hole gets a resend at most this often, and is recorded lost after this many.
+    resend_every_s: float = opt(300.0, _positive)
+    resend_attempts: int = opt(5, _positive)
+
+
+@dataclass(frozen=True)
+class TimeSection:
+    publish_every_s: float = opt(60.0, _non_negative)  # 0: no broadcast (requests only)
+
+
+@dataclass(frozen=True)
+class WebSection:
+    bind: str = opt("127.0.0.1:8080", _bind)
+
+
+@dataclass(frozen=True)
+class CentreConfig:
+    centre: CentreSection
+    store: StoreSection
+    mqtt: CentreMqttSection
+    keys: KeysSection
+    sweep: SweepSection = field(default_factory=SweepSection)
+    time: TimeSection = field(default_factory=TimeSection)
+    web: WebSection | None = None
+    path: Path | None = None
+
+
+def resolve_centre_config_path(cli_value: str | None) -> Path:
+    """``--config``, else ``$GATE_CENTRE_CONFIG``, else /etc/gate-centre/centre.toml."""
+    if cli_value:
+        return Path(cli_value)
+    env = os.environ.get(CENTRE_CONFIG_ENV)
+    return Path(env) if env else DEFAULT_CENTRE_CONFIG
+
+
+def load_centre_config(path: Path) -> CentreConfig:
+    """Read and validate ``centre.toml``; ConfigError lists every problem."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist: copy centre.example.toml there, "
+                          "or pass --config FILE", str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", str(path)) from None
+    return centre_config_from_mapping(raw, path.resolve().parent, path)
+
+
+def centre_config_from_mapping(raw: Mapping[str, Any], base_dir: Path,
+                               path: Path | None = None) -> CentreConfig:
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    hints = typing.get_type_hints(CentreConfig)
+    sections = [f for f in dataclasses.fields(CentreConfig) if f.name != "path"]
+    known = {f.name for f in sections}
+    for key in raw:
+        if key not in known:
+            problems.append(f"{key}: unknown section (known: {', '.join(sorted(known))})")
+    for f in sections:
+        table = raw.get(f.name)
+        if table is None:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                problems.append(f"{f.name}: missing section [{f.name}]")
+            continue
+        if not isinstance(table, Mapping):
+            problems.append(f"{f.name}: must be a table [{f.name}]")
+            continue
+        built = _build_section(_dataclass_in(hints[f.name]), table, f.name, base_dir, problems)
+        if built is not None:
+            values[f.name] = built
+    store = values.get("store")
+    if isinstance(store, StoreSection) and store.url.startswith("sqlite://"):
+        # sqlite:///var/lib/x.db is /var/lib/x.db; sqlite://x.db is beside this file.
+        db = Path(store.url[len("sqlite://"):])
+        if not db.is_absolute():
+            values["store"] = dataclasses.replace(store, url=f"sqlite://{base_dir / db}")
+    if problems:
+        raise ConfigError(problems, str(path) if path else None)
+    return CentreConfig(**values, path=path)

@@ -1,0 +1,156 @@
+"""Seq holes per gate: found, aged, turned into resend requests, and recorded as lost.
+
+A gate numbers its events from 1 without holes, so a missing seq below one the centre
+has is an event that is late or was dropped (a broker that crashed after its PUBACK, an
+ACL that dropped a topic). ``seq_marks.upto`` is the highest seq below which nothing is
+missing (lost ranges count as settled), so a sweep reads only rows above it. Each hole
+keeps when it was first seen and its resend attempts; ``due_resends`` hands out the
+ranges older than ``hole_after_s`` whose last request is ``resend_every_s`` old, and a
+hole still open after ``attempts`` requests, or that the gate answered ``not_found``
+(outside its retention), moves to ``lost`` with the reason: never silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.centre.store.db import Database
+
+MAX_RANGE = 10_000  # agent.protocol.command.MAX_RESEND: one command asks for at most this
+
+
+@dataclass(frozen=True)
+class Hole:
+    site: str
+    gate: str
+    first: int
+    last: int
+    first_seen: float
+    resends: int = 0
+    last_resend_at: float | None = None
+    last_cmd: str | None = None
+
+
+def _gaps(upto: int, seqs: list[int], lost: list[tuple[int, int]]) -> tuple[list[tuple[int, int]],
+                                                                         int]:
+    """Missing ranges above ``upto`` (minus lost ranges) and the new contiguous mark."""
+    gaps: list[tuple[int, int]] = []
+    expected = upto + 1
+    for seq in seqs:
+        if seq > expected:
+            gaps.extend(_minus(expected, seq - 1, lost))
+        expected = max(expected, seq + 1)
+    mark = (gaps[0][0] - 1) if gaps else expected - 1
+    return gaps, mark
+
+
+def _minus(a: int, b: int, lost: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    parts = [(a, b)]
+    for la, lb in lost:
+        nxt: list[tuple[int, int]] = []
+        for pa, pb in parts:
+            if lb < pa or la > pb:
+                nxt.append((pa, pb))
+                continue
+            if pa < la:
+                nxt.append((pa, la - 1))
+            if lb < pb:
+                nxt.append((lb + 1, pb))
+        parts = nxt
+    return parts
+
+
+def sweep(db: Database, now: float) -> int:
+    """Recompute every gate's open holes; return how many are open."""
+    marks = db.query("SELECT site, gate, upto FROM seq_marks")
+    open_count = 0
+    for site, gate, upto in marks:
+        with db.transaction():
+            open_count += _sweep_gate(db, site, gate, int(upto), now)
+    return open_count
+
+
+def _sweep_gate(db: Database, site: str, gate: str, upto: int, now: float) -> int:
+    seqs = [int(r[0]) for r in db.query(
+        "SELECT seq FROM entries WHERE site = ? AND gate = ? AND seq > ? ORDER BY seq",
+        (site, gate, upto))]
+    lost = [(int(a), int(b)) for a, b in db.query(
+        "SELECT seq_from, seq_to FROM lost WHERE site = ? AND gate = ? ORDER BY seq_from",
+        (site, gate))]
+    gaps, mark = _gaps(upto, seqs, lost)
+    old = [Hole(site, gate, int(r[0]), int(r[1]), float(r[2]), int(r[3]),
+                None if r[4] is None else float(r[4]), r[5]) for r in db.query(
+        "SELECT seq_from, seq_to, first_seen, resends, last_resend_at, last_cmd FROM holes "
+        "WHERE site = ? AND gate = ?", (site, gate))]
+    db.execute("DELETE FROM holes WHERE site = ? AND gate = ?", (site, gate))
+    rows = []
+    for a, b in gaps:
+        overlap = [h for h in old if h.first <= b and a <= h.last]
+        first_seen = min((h.first_seen for h in overlap), default=now)
+        resends = max((h.resends for h in overlap), default=0)
+        last_at = max((h.last_resend_at for h in overlap if h.last_resend_at), default=None)
+        last_cmd = next((h.last_cmd for h in overlap if h.last_cmd), None)
+        rows.append((site, gate, a, b, first_seen, resends, last_at, last_cmd))
+    db.executemany("INSERT INTO holes (site, gate, seq_from, seq_to, first_seen, resends, "
+                   "last_resend_at, last_cmd) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    if mark > upto:
+        db.execute("UPDATE seq_marks SET upto = ? WHERE site = ? AND gate = ? AND upto < ?",
+                   (mark, site, gate, mark))
+    return len(rows)
+
+
+def due_resends(db: Database, now: float, *, hole_after_s: float, resend_every_s: float,
+                attempts: int) -> list[Hole]:
+    """Holes to request now (marked as requested); exhausted ones are recorded lost."""
+    due: list[Hole] = []
+    rows = db.query(
+        "SELECT site, gate, seq_from, seq_to, first_seen, resends, last_resend_at FROM holes "
+        "WHERE first_seen <= ? AND (last_resend_at IS NULL OR last_resend_at <= ?) "
+        "ORDER BY first_seen", (now - hole_after_s, now - resend_every_s))
+    for site, gate, a, b, first_seen, resends, _last_at in rows:
+        if int(resends) >= attempts:
+            with db.transaction():
+                record_lost(db, site, gate, int(a), int(b), now,
+                            f"still missing after {resends} resend request(s)")
+            continue
+        with db.transaction():
+            changed = db.execute(
+                "UPDATE holes SET resends = resends + 1, last_resend_at = ? WHERE site = ? "
+                "AND gate = ? AND seq_from = ? AND resends = ?",
+                (now, site, gate, a, resends))
+        if changed:  # another centre process did not take it first
+            due.append(Hole(site, gate, int(a), min(int(b), int(a) + MAX_RANGE - 1),
+                            float(first_seen), int(resends) + 1, now))
+    return due
+
+
+def note_command(db: Database, hole: Hole, cmd_id: str) -> None:
+    with db.transaction():
+        db.execute("UPDATE holes SET last_cmd = ? WHERE site = ? AND gate = ? AND seq_from = ?",
+                   (cmd_id, hole.site, hole.gate, hole.first))
+
+
+def command_result(db: Database, site: str, gate: str, cmd_id: str, ok: bool, reason: str,
+                   detail: str, now: float) -> bool:
+    """A gate answered a resend; ``not_found`` makes the range lost. True if it was ours."""
+    rows = db.query("SELECT seq_from, seq_to FROM holes WHERE site = ? AND gate = ? "
+                    "AND last_cmd = ?", (site, gate, cmd_id))
+    if not rows:
+        return False
+    a, b = int(rows[0][0]), int(rows[0][1])
+    with db.transaction():
+        db.execute("UPDATE holes SET last_result = ? WHERE site = ? AND gate = ? "
+                   "AND seq_from = ?", (f"{reason}: {detail}"[:500], site, gate, a))
+        if not ok and reason == "not_found":
+            record_lost(db, site, gate, a, b, now, f"the gate no longer keeps them: {detail}")
+    return True
+
+
+def record_lost(db: Database, site: str, gate: str, first: int, last: int, now: float,
+                reason: str) -> None:
+    """Inside the caller's transaction: the range is lost for good, and no longer a hole."""
+    db.execute("INSERT INTO lost (site, gate, seq_from, seq_to, recorded_at, reason) "
+               "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, gate, seq_from) DO NOTHING",
+               (site, gate, first, last, now, reason[:500]))
+    db.execute("DELETE FROM holes WHERE site = ? AND gate = ? AND seq_from = ?",
+               (site, gate, first))

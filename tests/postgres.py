@@ -1,0 +1,148 @@
+"""A real PostgreSQL server for tests: initdb in tmp_path, a free loopback port, always stopped.
+
+Uses the binaries of Debian's ``postgresql`` package (``/usr/lib/postgresql/*/bin``).
+PostgreSQL refuses to run as root, so as root the cluster is made and run by the
+``postgres`` user (``runuser``) and the test's folders are made traversable for it.
+``session_postgres`` starts one server per test session (initdb costs seconds); each
+test gets its own database from ``postgres_url``. A missing server skips locally and
+fails under CI=true (``tests.conftest.require``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.broker import free_port, wait_for_port
+from tests.conftest import require
+
+
+def postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+                   key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    return Path(found[-1]).parent if found else None
+
+
+class Postgres:
+    """One postgres process with its own cluster under ``workdir``."""
+
+    def __init__(self, workdir: Path) -> None:
+        bindir = postgres_bin()
+        require(bindir is not None, "PostgreSQL",
+                "apt-get install postgresql (or scripts/bootstrap.sh --test)")
+        assert bindir is not None
+        self.bindir = bindir
+        self.workdir = workdir
+        self.data = workdir / "data"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.as_root = os.geteuid() == 0
+        workdir.mkdir(parents=True, exist_ok=True)
+        if self.as_root:
+            _open_path_for_others(workdir)
+            subprocess.run(["chown", "postgres:postgres", str(workdir)], check=True)
+        self._run([str(bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                   "-E", "UTF8", "--no-instructions"])
+
+    def _cmd(self, argv: list[str]) -> list[str]:
+        return ["runuser", "-u", "postgres", "--", *argv] if self.as_root else argv
+
+    def _run(self, argv: list[str]) -> None:
+        subprocess.run(self._cmd(argv), check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def url_for(self, db: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        log = (self.workdir / "postgres.log").open("ab")
+        self.proc = subprocess.Popen(
+            self._cmd([str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
+                       "-k", str(self.workdir), "-c", "listen_addresses=127.0.0.1",
+                       "-c", "max_connections=50"]),
+            stdout=log, stderr=log)
+        log.close()
+        wait_for_port(self.port, timeout=30)
+        deadline = time.monotonic() + 30
+        while not self._accepts():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"PostgreSQL did not accept connections: see {self.workdir}")
+            time.sleep(0.05)
+
+    def _accepts(self) -> bool:
+        import psycopg
+        try:
+            psycopg.connect(self.url, connect_timeout=2).close()
+            return True
+        except psycopg.OperationalError:
+            return False
+
+    def create_database(self) -> str:
+        import psycopg
+        name = "t_" + uuid.uuid4().hex[:12]
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return self.url_for(name)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        # postgres runs as the postgres user under runuser: signal the server itself.
+        pid_file = self.data / "postmaster.pid"
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid = int(pid_file.read_text().splitlines()[0])
+            os.kill(pid, 15)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster (and its children die with their parent's socket)."""
+        pid_file = self.data / "postmaster.pid"
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            os.kill(int(pid_file.read_text().splitlines()[0]), 9)
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+
+def _open_path_for_others(path: Path) -> None:
+    """Let the postgres user walk down to ``path`` (pytest's temp folders are 0700)."""
+    for folder in [path, *path.parents]:
+        if str(folder) in ("/", "/tmp"):
+            break
+        mode = folder.stat().st_mode & 0o777
+        if mode & 0o001 == 0:
+            folder.chmod(mode | 0o011)
+
+
+@pytest.fixture(scope="session")
+def session_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    server = Postgres(tmp_path_factory.mktemp("postgres"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(session_postgres: Postgres) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    return session_postgres.create_database()
