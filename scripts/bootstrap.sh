@@ -38,6 +38,8 @@ if [ "$want_test" = 1 ]; then
       command -v "${tool%%:*}" >/dev/null 2>&1 || need_pkgs+=("${tool#*:}")
     done
   fi
+  # The centre's tests start their own PostgreSQL server from these binaries.
+  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_pkgs+=(postgresql)
 fi
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -48,6 +50,9 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
     # The broker package starts a system-wide service on 1883; tests run their own.
     if [[ " ${need_pkgs[*]} " == *" mosquitto "* ]] && command -v systemctl >/dev/null 2>&1; then
       systemctl disable --now mosquitto >/dev/null 2>&1 || true
+    fi
+    if [[ " ${need_pkgs[*]} " == *" postgresql "* ]] && command -v systemctl >/dev/null 2>&1; then
+      systemctl disable --now postgresql >/dev/null 2>&1 || true
     fi
   else
     say "missing system packages: ${need_pkgs[*]}"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker import free_port, wait_for_port
+from tests.broker import free_port
 from tests.conftest import require
 
 
@@ -67,19 +67,27 @@ class Postgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
 
     def start(self) -> None:
-        log = (self.workdir / "postgres.log").open("ab")
-        self.proc = subprocess.Popen(
-            self._cmd([str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
-                       "-k", str(self.workdir), "-c", "listen_addresses=127.0.0.1",
-                       "-c", "max_connections=50"]),
-            stdout=log, stderr=log)
-        log.close()
-        wait_for_port(self.port, timeout=30)
-        deadline = time.monotonic() + 30
-        while not self._accepts():
+        """Start and wait until it accepts connections; a start right after an immediate
+        shutdown can find the old backends' shared memory still in use: try again."""
+        deadline = time.monotonic() + 40
+        while True:
+            log = (self.workdir / "postgres.log").open("ab")
+            self.proc = subprocess.Popen(
+                self._cmd([str(self.bindir / "postgres"), "-D", str(self.data),
+                           "-p", str(self.port), "-k", str(self.workdir),
+                           "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=50"]),
+                stdout=log, stderr=log)
+            log.close()
+            while self.proc.poll() is None and not self._accepts():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"PostgreSQL did not accept connections: see "
+                                       f"{self.workdir}/postgres.log")
+                time.sleep(0.05)
+            if self.proc.poll() is None:
+                return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"PostgreSQL did not accept connections: see {self.workdir}")
-            time.sleep(0.05)
+                raise RuntimeError(f"PostgreSQL exited at start: see {self.workdir}/postgres.log")
+            time.sleep(0.5)
 
     def _accepts(self) -> bool:
         import psycopg
@@ -112,12 +120,18 @@ class Postgres:
         self.proc = None
 
     def kill(self) -> None:
-        """SIGKILL the postmaster (and its children die with their parent's socket)."""
+        """Immediate shutdown (SIGQUIT): every backend is killed at once, nothing is
+        flushed, the next start runs crash recovery: the database is down, abruptly.
+        (A SIGKILLed postmaster leaves backends holding shared memory, and a restart
+        refuses to run until they are gone.)"""
         pid_file = self.data / "postmaster.pid"
         with contextlib.suppress(OSError, ValueError, IndexError):
-            os.kill(int(pid_file.read_text().splitlines()[0]), 9)
+            os.kill(int(pid_file.read_text().splitlines()[0]), 3)
         if self.proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
                 self.proc.wait(timeout=10)
         self.proc = None
 

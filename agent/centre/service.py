@@ -306,6 +306,7 @@ class CentreService:
         next_time = time.monotonic() + (time_every or 0)
         next_sweep = time.monotonic() + min(every, 1.0)
         db: Database | None = None
+        backoff = Backoff(every, max(every, 30.0))
         while not self._stop.wait(max(0.05, min(next_sweep, next_time if time_every else
                                                     next_sweep) - time.monotonic())):
             now_m = time.monotonic()
@@ -319,7 +320,9 @@ class CentreService:
                 if db is None:
                     db = connect(self.config.store.url)
                 self._sweep(db)
+                backoff.reset()
             except StoreError as exc:
+                next_sweep = now_m + backoff.next_delay()
                 log.warning("sweep skipped: %s", exc)
                 if db is not None:
                     db.close()
