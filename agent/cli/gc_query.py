@@ -11,6 +11,7 @@ from typing import Any
 from agent.centre.store import queries
 from agent.cli.common import EXIT_NO, EXIT_OK
 from agent.cli.gc_common import add_config, config, open_store
+from agent.core.errors import UsageError
 from agent.core.output import emit_json
 from agent.core.timefmt import parse_instant
 
@@ -19,7 +20,10 @@ CSV_FIELDS = ["received_at", "ts", "site", "gate", "seq", "id", "kind", "granted
 
 
 def _instant(text: str) -> float:
-    return parse_instant(text, require_zone=True)
+    try:
+        return parse_instant(text, require_zone=True)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(sub: Any) -> None:
