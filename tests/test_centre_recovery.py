@@ -76,7 +76,8 @@ def test_database_down_nothing_acknowledged_and_nothing_lost_after(
         assert len(acks.messages) == acked_before
         assert gate.backlog == 100
         server.start()
-        assert wait_until(lambda: gate.backlog == 0, 40)
+        assert wait_until(lambda: gate.backlog == 0, 40), (
+            gate.backlog, service.counters, service.link.connected, gate.sync.connected)
         rows = stored(url)
         assert [q for _, _, q, _ in rows] == list(range(1, 151))
         acked = {s for _, p, _ in acks.messages[acked_before:] for s in json.loads(p)["seqs"]}
