@@ -153,3 +153,22 @@ def test_signed_time_answers_a_request_with_its_nonce_and_is_broadcast(
     broadcast = next(p for t, p, _ in watcher.messages if t == TIME)
     assert parse_time(broadcast, files.ops.keyring, time.time()).nonce is None
     watcher.close()
+
+
+def test_a_restarted_broker_gets_the_newest_list_back_even_one_this_process_did_not_make(
+        tmp_path: Path, broker: Broker, store_url: str) -> None:
+    files = centre_files(tmp_path, broker.url, store_url, sweep_every_s=600)
+    assert _cli(files, "revoke", "--sub", "c1") == 0  # v1, before the service starts
+    svc = start_service(files.config)
+    try:
+        assert _cli(files, "revoke", "--sub", "c2") == 0  # v2, made by the CLI
+        broker.kill()  # no persistence: the retained list is gone with it
+        broker.start()
+        assert wait_until(lambda: svc.link.connects >= 2, 20)
+        watcher = Subscriber(broker.url, [REVOCATIONS_FULL])
+        assert watcher.wait_for(lambda m: len(m) == 1)
+        lst = parse_revocation_list(watcher.messages[0][1], files.ops.keyring, time.time())
+        assert lst.version == 2 and watcher.messages[0][2] is True
+        watcher.close()
+    finally:
+        svc.stop()

@@ -7,8 +7,8 @@
   database is retried with backoff on the same batch: nothing is acknowledged that is
   not committed, and the broker keeps the unacknowledged messages in flight meanwhile.
 - ``centre-answers``: time requests (signed time with the gate's nonce) and ``resync``
-  requests (the retained full revocation list, re-published); no database on this path,
-  so a database outage does not stop the time service.
+  requests (the newest full revocation list, re-published; read from the store, or the
+  cached copy while it is down), so a database outage does not stop the time service.
 - ``centre-sweep``: holes -> signed ``resend`` commands, unpublished revocation lists,
   and the signed time broadcast every ``[time] publish_every_s``.
 """
@@ -144,9 +144,27 @@ class CentreService:
             self._writes.put(msg)
 
     def _connected(self) -> None:
-        if self._full is not None:  # the retained list may be gone after a broker restart
-            self.link.publish(REVOCATIONS_FULL, self._full[1], retain=True)
+        full = self._latest_full()
+        if full is not None:  # the retained list may be gone after a broker restart
+            self.link.publish(REVOCATIONS_FULL, full[1], retain=True)
         self._broadcast_time()
+
+    def _latest_full(self) -> tuple[int, bytes] | None:
+        """The newest signed full list, read from the store (another process or the CLI
+        may have made a newer one than this process saw: re-publishing an older one
+        would replace the retained newer list); the cached copy when the store is down."""
+        try:
+            db = connect(self.config.store.url)
+            try:
+                full = revocations.latest_full(db)
+            finally:
+                db.close()
+        except StoreError as exc:
+            log.warning("revocation list read from the cache (%s)", exc)
+            return self._full
+        if full is not None and (self._full is None or full[0] >= self._full[0]):
+            self._full = full
+        return self._full
 
     # ---- writer
 
@@ -252,7 +270,7 @@ class CentreService:
             self.link.ack(msg.generation, msg.mid, msg.qos)
         self.counters.batches += 1
 
-    # ---- answers (no database)
+    # ---- answers (time needs no database; resync reads one row)
 
     def _answer_loop(self) -> None:
         last_resync: dict[str, float] = {}
@@ -290,8 +308,9 @@ class CentreService:
         self.counters.times += 1
 
     def _answer_resync(self) -> None:
-        if self._full is not None:
-            self.link.publish(REVOCATIONS_FULL, self._full[1], retain=True)
+        full = self._latest_full()
+        if full is not None:
+            self.link.publish(REVOCATIONS_FULL, full[1], retain=True)
             self.counters.resyncs += 1
 
     def _broadcast_time(self) -> None:
