@@ -39,6 +39,10 @@ from agent.centre.store import connect
 from agent.centre.store.ingest import Incoming, store_events
 from agent.centre.store.schema import upgrade
 from agent.protocol.keys import write_keypair
+from agent.store.entrylog import EntryLog
+from agent.sync.broker import broker_settings
+from agent.sync.service import SyncService
+from agent.sync.uplink import CentreAcknowledger
 from tests.broker import Broker
 from tests.postgres import Postgres
 
@@ -209,8 +213,29 @@ publish_every_s = 0
     return config
 
 
+def gate_backlog(port: int, work: Path, count: int) -> float:
+    """One real gate (EntryLog + SyncService, ack = "centre", inflight 100) drains a
+    backlog of ``count`` events through the centre; events/s until its outbox is empty."""
+    log = EntryLog(work / "gate", capacity=10 * count)
+    event = {"kind": "scan", "granted": True, "reason": "ok", "sub": "courier-1",
+             "site": SITE, "gate": "backlog", "method": "camera", "door": "unlocked"}
+    for _ in range(count):
+        log.append(event)
+    sync = SyncService(broker_settings(f"mqtt://127.0.0.1:{port}"), SITE, "backlog", log,
+                       lambda _m: None, lambda: {}, inflight=100, poll_s=0.05,
+                       acknowledger=CentreAcknowledger(time.monotonic, 30.0))
+    start = time.perf_counter()
+    sync.start()
+    while log.backlog:
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - start
+    sync.stop()
+    log.close()
+    return count / elapsed
+
+
 def run_store(kind: str, store_url: str, broker: Broker, work: Path, gates: int,
-              events: int, paced: int) -> dict[str, Any]:
+              events: int, paced: int, backlog: int) -> dict[str, Any]:
     config = centre_config(work, broker.port, store_url)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     centre = subprocess.Popen([sys.executable, "-m", "agent.cli.gate_centre", "run",
@@ -245,6 +270,7 @@ def run_store(kind: str, store_url: str, broker: Broker, work: Path, gates: int,
         stream.wait_acked(base + events + paced, 60)
         lat = sorted((stream.acked[k] - stream.sent[k]) * 1000
                      for k in stream.acked if k not in before)
+        drain = gate_backlog(broker.port, work, backlog)
     finally:
         stream.close()
         centre.terminate()
@@ -253,12 +279,12 @@ def run_store(kind: str, store_url: str, broker: Broker, work: Path, gates: int,
     stored = db.query("SELECT count(*), count(DISTINCT site || '/' || gate || '/' || "
                       "CAST(seq AS TEXT)) FROM entries")[0]
     db.close()
-    total = 2 * events + paced
+    total = 2 * events + paced + backlog
     return {"store": kind, "rate": rate, "raw": raw_rate, "ratio": rate / raw_rate,
             "p50": statistics.median(lat) if lat else float("inf"),
             "p99": lat[int(len(lat) * 0.99) - 1] if lat else float("inf"),
             "stored": int(stored[0]), "distinct": int(stored[1]), "expected": total,
-            "acked": len(stream.acked), "pace": pace_rate}
+            "acked": len(stream.acked), "pace": pace_rate, "drain": drain}
 
 
 def store_only(url: str, gates: int, events: int) -> float:
@@ -292,6 +318,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     events = 4000 if args.quick else args.events
     paced = 2000 if args.quick else 5000
+    backlog = 2000 if args.quick else 10_000
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -303,7 +330,7 @@ def main(argv: list[str]) -> int:
             for kind, url in (("sqlite", f"sqlite://{work}/centre.db"),
                               ("postgresql", pg.create_database())):
                 results.append(run_store(kind, url, broker, work / kind, args.gates, events,
-                                         paced))
+                                         paced, backlog))
                 results[-1]["store_only"] = store_only(url, args.gates, events)
         finally:
             pg.stop()
@@ -311,21 +338,25 @@ def main(argv: list[str]) -> int:
     print(f"gate-centre ingest, {args.gates} gates, {events} events per pass, loopback "
           f"Mosquitto, {os.cpu_count()} cores")
     print(f"{'store':11} {'events/s':>9} {'raw/s':>9} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7}"
-          f" {'stored':>7} {'db only/s':>9} {'target':>22}")
+          f" {'stored':>7} {'db only/s':>9} {'1 gate/s':>8} {'target':>22}")
     missed = False
     for r in results:
         target = TARGETS[r["store"]]
         good = (r["rate"] >= target and r["p50"] <= P50_MS and r["p99"] <= P99_MS
-                and r["stored"] == r["distinct"] == r["expected"] == r["acked"])
+                and r["stored"] == r["distinct"] == r["expected"]
+                and r["acked"] == r["expected"] - backlog)
         missed |= not good
         print(f"{r['store']:11} {r['rate']:9.0f} {r['raw']:9.0f} {r['ratio']:6.2f} "
               f"{r['p50']:7.1f} {r['p99']:7.1f} {r['stored']:7d} {r['store_only']:9.0f} "
+              f"{r['drain']:8.0f} "
               f"{f'>= {target:.0f}/s, p50/p99 <= 50/250':>22} {'ok' if good else 'MISS'}")
     print(f"latency: publish -> centre commit -> events/ack, paced at "
           f"{results[0]['pace']:.0f} events/s; raw/s: a plain paho subscriber counting the "
           "same stream in the same run (when raw/s is near events/s, the publishers and "
           "broker set the pace, not the centre); db only/s: store_events in 500-row "
-          "batches without MQTT")
+          "batches without MQTT; 1 gate/s: one real gate (EntryLog + SyncService, "
+          f"ack = centre, inflight 100) draining a {backlog}-event backlog through the "
+          "centre (its window of unacknowledged events bounds it: 100 per ack round trip)")
     return 1 if missed else 0
 
 
