@@ -42,6 +42,7 @@ class Incoming:
     id: str
     event: dict[str, Any]
     received_at: float
+    raw: str | None = None  # the JSON text as the gate sent it (stored as is)
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -82,7 +83,7 @@ def parse_event(topic: str, payload: bytes, received_at: float) -> Incoming:
     for name, expected in (("site", site), ("gate", gate)):
         if name in body and body[name] != expected:
             raise ValueError(f"event on {topic} names {name} {body[name]!r}")
-    return Incoming(site, gate, seq, event_id, body, received_at)
+    return Incoming(site, gate, seq, event_id, body, received_at, payload.decode("utf-8"))
 
 
 def _text(value: Any) -> str | None:
@@ -107,6 +108,7 @@ def _row(item: Incoming) -> tuple[Any, ...]:
             _text(e.get("kind")), granted if isinstance(granted, bool) else None,
             _text(e.get("reason")), _text(e.get("sub")), _text(e.get("cti")),
             _text(e.get("method")), _text(e.get("door")),
+            item.raw if item.raw is not None else
             json.dumps(e, separators=(",", ":"), ensure_ascii=False, default=str),
             item.received_at)
 
