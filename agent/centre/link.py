@@ -2,7 +2,7 @@
 
 Each connection is a fresh paho client (clean start, ``manual_ack=True``) so nothing of
 an old session leaks into a new one; a supervisor thread reconnects with backoff and
-jitter (``agent.sync.backoff``). Messages are handed to ``on_message`` with the
+jitter (``agent.core.backoff``). Messages are handed to ``on_message`` with the
 connection's generation and mid; ``ack`` sends the PUBACK only if that connection is
 still the current one, because a mid means nothing on another connection (and could
 acknowledge a different message there). The broker keeps an unacknowledged message
@@ -27,7 +27,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from agent.sync.backoff import Backoff
+from agent.core.backoff import Backoff
 from agent.sync.broker import BrokerSettings
 
 log = logging.getLogger(__name__)

@@ -36,10 +36,10 @@ from agent.centre.store.ingest import (
     store_events,
 )
 from agent.centre.store.schema import check_current
+from agent.core.backoff import Backoff
 from agent.protocol.command import make_command, sign_command
 from agent.protocol.keys import KeyRing, SigningKey
 from agent.protocol.timemsg import is_nonce, sign_time
-from agent.sync.backoff import Backoff
 from agent.sync.broker import BrokerSettings
 from agent.sync.topics import REVOCATIONS_DELTA, REVOCATIONS_FULL, ROOT, TIME, GateTopics
 
