@@ -31,7 +31,7 @@ def soak(store: str, work: Path, *, gates: int = 50, events: int = 20_000,
         url = f"sqlite://{work}/centre.db"
     files = centre_files(work, broker.url, url)
     centres = [CentreProcess(files.config, name="c1"), CentreProcess(files.config, "c2")]
-    sims = [Gate(work, broker.url, "soak", f"g{i:03d}", ack_timeout_s=3.0).start()
+    sims = [Gate(work, broker.url, "soak", f"g{i:03d}", ack_timeout_s=3.0)
             for i in range(gates)]
     ids: dict[str, list[str]] = {g.gate: [] for g in sims}
     started = time.monotonic()
@@ -43,6 +43,9 @@ def soak(store: str, work: Path, *, gates: int = 50, events: int = 20_000,
 
     threads = [threading.Thread(target=produce, args=(g,)) for g in sims]
     try:
+        for g in sims:  # fifty connections at once on a busy machine take a while
+            g.sync.start()
+        assert wait_until(lambda: all(g.sync.connected for g in sims), 60), "not connected"
         for t in threads:
             t.start()
         for n in range(broker_kills):

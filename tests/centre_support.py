@@ -148,9 +148,9 @@ class Gate:
         self.sync.notify()
         return ids
 
-    def start(self) -> Gate:
+    def start(self, timeout: float = 10.0) -> Gate:
         self.sync.start()
-        assert wait_until(lambda: self.sync.connected, 10)
+        assert wait_until(lambda: self.sync.connected, timeout), f"{self.gate} not connected"
         return self
 
     def stop(self) -> None:
