@@ -45,7 +45,10 @@ def soak(store: str, work: Path, *, gates: int = 50, events: int = 20_000,
     try:
         for g in sims:  # fifty connections at once on a busy machine take a while
             g.sync.start()
-        assert wait_until(lambda: all(g.sync.connected for g in sims), 60), "not connected"
+        # Fifty connections from one test process on a loaded 2-core machine have taken
+        # over a minute (CONNACKs waited for CPU): a slow start is not what this tests.
+        connected = wait_until(lambda: all(g.sync.connected for g in sims), 180)
+        assert connected, f"{sum(not g.sync.connected for g in sims)} gates not connected"
         for t in threads:
             t.start()
         for n in range(broker_kills):
@@ -75,7 +78,7 @@ def soak(store: str, work: Path, *, gates: int = 50, events: int = 20_000,
     return {"appended": len(want), "stored": len(got), "distinct": len(set(got)),
             "missing": len(want - set(got)), "extra": len(set(got) - want),
             "in_order": in_order, "drained": drained, "gates_with_backlog": left,
-            "seconds": round(time.monotonic() - started, 1)}
+            "seconds": round(time.monotonic() - started, 1)}  # connecting included
 
 
 def ok(result: dict[str, Any]) -> bool:

@@ -255,6 +255,9 @@ class CentreService:
                                  str(body.get("detail", "")), self.clock())
         # Committed: now, and only now, tell the gates and the broker.
         if result is not None:
+            self.counters.stored += result.new
+            self.counters.duplicates += result.duplicates
+            self.counters.conflicts += len(result.conflicts)
             for (site, gate), seqs in result.acks.items():
                 payload = json.dumps({"seqs": seqs}, separators=(",", ":")).encode()
                 if self.link.publish(GateTopics(site, gate).events_ack, payload):
@@ -263,9 +266,6 @@ class CentreService:
                 log.error("CONFLICT: %s/%s seq %d arrived with id %s but %s is stored "
                           "(a restored or cloned gate?): kept apart in the conflicts table",
                           item.site, item.gate, item.seq, item.id, stored_id)
-            self.counters.stored += result.new
-            self.counters.duplicates += result.duplicates
-            self.counters.conflicts += len(result.conflicts)
         for msg in [m for m, _ in events] + done:
             self.link.ack(msg.generation, msg.mid, msg.qos)
         self.counters.batches += 1
