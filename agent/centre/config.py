@@ -14,7 +14,8 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.core.config import (
     _build_section,
@@ -96,9 +97,27 @@ class TimeSection:
     publish_every_s: float = opt(60.0, _non_negative)  # 0: no broadcast (requests only)
 
 
+def _zone(value: str) -> str | None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"{value!r} is not a time zone name such as Asia/Shanghai (IANA tz database)"
+    return None
+
+
 @dataclass(frozen=True)
 class WebSection:
+    """The console (``agent.centre.web``); docs/centre.md "Console"."""
+
     bind: str = opt("127.0.0.1:8080", _bind)
+    time_zone: str = opt("Asia/Shanghai", _zone)      # pages show times in this zone
+    language: Literal["zh-CN", "en"] = opt("zh-CN")    # the default; staff may switch
+    # 32+ random bytes; without it a fresh secret per start (sessions end on restart).
+    session_secret_file: Path | None = opt(None, _existing_file)
+    session_hours: float = opt(12.0, _positive)
+    tls_cert_file: Path | None = opt(None, _existing_file)
+    tls_key_file: Path | None = opt(None, _existing_file)
+    behind_tls_proxy: bool = opt(False)  # a reverse proxy does TLS: cookies get Secure
 
 
 @dataclass(frozen=True)
@@ -163,6 +182,10 @@ def centre_config_from_mapping(raw: Mapping[str, Any], base_dir: Path,
         db = Path(store.url[len("sqlite://"):])
         if not db.is_absolute():
             values["store"] = dataclasses.replace(store, url=f"sqlite://{base_dir / db}")
+    web = values.get("web")
+    if isinstance(web, WebSection) and (web.tls_cert_file is None) != (web.tls_key_file is None):
+        problems.append("web: tls_cert_file and tls_key_file go together (give both, or "
+                        "neither and behind_tls_proxy = true behind a TLS proxy)")
     if problems:
         raise ConfigError(problems, str(path) if path else None)
     return CentreConfig(**values, path=path)

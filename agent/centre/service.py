@@ -36,6 +36,7 @@ from agent.centre.store.ingest import (
     store_events,
 )
 from agent.centre.store.schema import check_current
+from agent.centre.web import records
 from agent.core.backoff import Backoff
 from agent.protocol.command import make_command, sign_command
 from agent.protocol.keys import KeyRing, SigningKey
@@ -250,9 +251,10 @@ class CentreService:
                     record_status(db, update)
         for msg, body in results:
             parts = msg.topic.split("/")
-            holes.command_result(db, parts[2], parts[3], str(body.get("id", "")),
-                                 body.get("ok") is True, str(body.get("reason", "")),
-                                 str(body.get("detail", "")), self.clock())
+            answer = (parts[2], parts[3], str(body.get("id", "")), body.get("ok") is True,
+                      str(body.get("reason", "")), str(body.get("detail", "")), self.clock())
+            if not holes.command_result(db, *answer):
+                records.record_result(db, *answer)  # a console command's result
         # Committed: now, and only now, tell the gates and the broker.
         if result is not None:
             self.counters.stored += result.new

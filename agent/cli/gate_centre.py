@@ -11,6 +11,7 @@ COMMANDS: list[str] = [
     "agent.cli.gc_service",
     "agent.cli.gc_query",
     "agent.cli.gc_revocations",
+    "agent.cli.gc_users",
 ]
 
 

@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.centre import ops
 from agent.centre.service import CentreService
@@ -17,6 +17,11 @@ from agent.centre.store.schema import upgrade
 from agent.cli.common import EXIT_OK
 from agent.cli.gc_common import add_config, config
 from agent.core.sdnotify import Notifier
+from agent.protocol.keys import SigningKey
+
+if TYPE_CHECKING:
+    from agent.centre.config import CentreConfig
+    from agent.centre.web.server import ConsoleServer
 
 log = logging.getLogger("agent.centre")
 
@@ -59,7 +64,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     notifier = Notifier()
-    service.start()
+    web = _console(cfg, service, key, kid)
+    try:
+        service.start()
+    except BaseException:
+        if web is not None:
+            web.stop()
+        raise
     log.info("gate-centre %s started: store %s, broker %s, share group %s",
              cfg.centre.id, cfg.store.url.split("@")[-1], cfg.mqtt.url, cfg.mqtt.share_group)
     print("started", flush=True)
@@ -68,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     last_status = 0.0
     while not stop.wait(min(beat, 5.0)):
         fresh = time.monotonic() - service.counters.heartbeat < 30
-        if service.healthy and fresh:
+        if service.healthy and fresh and (web is None or web.alive):
             notifier.watchdog()  # withheld when a thread died or the writer hangs
         if time.monotonic() - last_status > 30:
             c = service.counters
@@ -77,5 +88,23 @@ def cmd_run(args: argparse.Namespace) -> int:
                             f"store failures {c.store_failures}")
             last_status = time.monotonic()
     notifier.stopping("stopping")
+    if web is not None:
+        web.stop()
     service.stop()
     return EXIT_OK
+
+
+def _console(cfg: CentreConfig, service: CentreService, key: SigningKey,
+             kid: str) -> ConsoleServer | None:
+    """The web console on ``[web] bind``, publishing on the service's broker session."""
+    if cfg.web is None:
+        return None
+    from agent.centre.web.actions import Signer
+    from agent.centre.web.server import ConsoleServer
+
+    def publish(topic: str, payload: bytes, retain: bool) -> bool:
+        return service.link.publish(topic, payload, retain=retain)
+
+    web = ConsoleServer(cfg, Signer(key, kid, service.trust), publish)
+    web.start()
+    return web

@@ -214,12 +214,22 @@ def record_status(db: Database, update: StatusUpdate) -> None:
                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, gate) DO NOTHING",
                    (update.site, update.gate, online, update.received_at,
                     update.received_at, text))
+        _history(db, update, online)
         return
     was_online, since, last_seen = bool(rows[0][0]), rows[0][1], rows[0][2]
     if was_online != online:
         since = update.received_at
+        _history(db, update, online)
     if fresh:
         last_seen = max(float(last_seen or 0), update.received_at)
     db.execute("UPDATE gates SET online = ?, since = ?, last_seen = ?, status = ? "
                "WHERE site = ? AND gate = ?",
                (online, since, last_seen, text, update.site, update.gate))
+
+
+def _history(db: Database, update: StatusUpdate, online: bool) -> None:
+    """An online/offline change, for the console's gate page."""
+    reason = update.body.get("reason")
+    db.execute("INSERT INTO gate_history (site, gate, at, online, detail) VALUES (?, ?, ?, ?, ?)",
+               (update.site, update.gate, update.received_at, online,
+                str(reason)[:200] if reason else None))

@@ -16,6 +16,9 @@ Tables:
   with their resend attempts, and ranges the gate could not send again.
 - ``revocation_entries`` (the current list), ``revocation_versions`` (history with the
   signed delta), ``revocation_full`` (the latest signed, compacted full list).
+- ``console_users``, ``console_audit``, ``console_commands``, ``gate_history``: the web
+  console's staff accounts, audit log, commands it sent with the gates' results, and
+  each gate's online/offline changes (``agent.centre.web.records``).
 """
 
 from __future__ import annotations
@@ -70,6 +73,29 @@ MIGRATIONS: list[list[str]] = [
             published_at DOUBLE PRECISION)""",
         """CREATE TABLE revocation_full (
             version BIGINT PRIMARY KEY, body {blob} NOT NULL)""",
+    ],
+    [  # 2: the console (agent.centre.web): staff, audit, commands sent, gate history
+        """CREATE TABLE console_users (
+            name TEXT PRIMARY KEY, role TEXT NOT NULL, hash TEXT NOT NULL,
+            disabled BOOLEAN NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+            changed_at DOUBLE PRECISION NOT NULL)""",
+        """CREATE TABLE console_audit (
+            n {serial}, at DOUBLE PRECISION NOT NULL, who TEXT NOT NULL,
+            action TEXT NOT NULL, target TEXT, ok BOOLEAN NOT NULL, detail TEXT,
+            addr TEXT)""",
+        "CREATE INDEX console_audit_at ON console_audit (at)",
+        """CREATE TABLE console_commands (
+            id TEXT PRIMARY KEY, site TEXT NOT NULL, gate TEXT NOT NULL,
+            action TEXT NOT NULL, args TEXT NOT NULL, who TEXT NOT NULL,
+            sent_at DOUBLE PRECISION NOT NULL, published BOOLEAN NOT NULL,
+            result_ok BOOLEAN, result_reason TEXT, result_detail TEXT,
+            result_at DOUBLE PRECISION)""",
+        "CREATE INDEX console_commands_gate ON console_commands (site, gate, sent_at)",
+        """CREATE TABLE gate_history (
+            n {serial}, site TEXT NOT NULL, gate TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL, online BOOLEAN NOT NULL, detail TEXT)""",
+        "CREATE INDEX gate_history_gate ON gate_history (site, gate, at)",
+        "CREATE INDEX entries_site_at ON entries (site, at)",
     ],
 ]
 
