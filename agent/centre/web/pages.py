@@ -38,8 +38,10 @@ async def fleet(request: Request) -> Response:
     now = console.clock()
 
     def load(db: Database) -> tuple[list[dict[str, Any]], list[str]]:
-        rows = queries.gates(db, now)
-        return [r for r in rows if site is None or r["site"] == site], views.sites(db)
+        rows = [r for r in queries.gates(db, now) if site is None or r["site"] == site]
+        # Problems first, and of those the gates that are down before the rest.
+        rows.sort(key=lambda r: (not r["problems"], bool(r["online"])))
+        return rows, views.sites(db)
 
     rows, sites = await console.pool.run(load)
     return console.render(request, "fleet.html", gates=rows, sites=sites, site=site or "",
