@@ -1,0 +1,301 @@
+"""The console's sign-in, sessions, roles, CSRF, exports and messages over real HTTP
+(uvicorn in this process, an SQLite store, a recording stand-in for the broker session)."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract_from_dir
+
+from agent.centre import ops
+from agent.centre.config import load_centre_config
+from agent.centre.store import connect
+from agent.centre.web import records
+from agent.centre.web.actions import Signer
+from agent.centre.web.auth import hash_password
+from agent.centre.web.i18n import HERE, load_translations
+from agent.centre.web.server import ConsoleServer
+from agent.core.errors import ConfigError
+from agent.sync.topics import REVOCATIONS_DELTA, REVOCATIONS_FULL
+from tests.broker import free_port
+from tests.centre_support import centre_files
+from tests.conftest import ROOT
+
+PASSWORD = "a long enough password"
+
+
+@dataclass
+class Published:
+    up: bool = True
+    messages: list[tuple[str, bytes, bool]] = field(default_factory=list)
+
+    def __call__(self, topic: str, payload: bytes, retain: bool) -> bool:
+        if self.up:
+            self.messages.append((topic, payload, retain))
+        return self.up
+
+
+@dataclass
+class Running:
+    url: str
+    store: str
+    config: Path
+    published: Published
+
+
+def _start(tmp: Path, web_extra: str = "") -> tuple[ConsoleServer, Running]:
+    files = centre_files(tmp, "mqtt://127.0.0.1:1", f"sqlite://{tmp}/centre.db")
+    with files.config.open("a", encoding="utf-8") as f:
+        f.write(f'\n[web]\nbind = "127.0.0.1:{free_port()}"\n{web_extra}\n')
+    cfg = load_centre_config(files.config)
+    key, kid = ops.ops_key(cfg)
+    published = Published()
+    server = ConsoleServer(cfg, Signer(key, kid, ops.ops_trust(cfg)), published)
+    server.start()
+    db = connect(files.store_url)
+    for name, role in (("ada", "admin"), ("otto", "operator"), ("vic", "viewer")):
+        records.add_user(db, name, role, hash_password(PASSWORD), time.time())
+    db.close()
+    return server, Running(server.url, files.store_url, files.config, published)
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[Running]:
+    server, running = _start(tmp_path)
+    try:
+        yield running
+    finally:
+        server.stop()
+
+
+class Client:
+    """A browser-like HTTP client: cookies kept, redirects not followed."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *_a: object, **_k: object) -> None:
+                return None
+
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar),
+                                                  NoRedirect())
+
+    def request(self, path: str, data: dict[str, str] | None = None
+                ) -> tuple[int, dict[str, str], str]:
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        try:
+            with self.opener.open(self.base + path, body, timeout=10) as resp:
+                return resp.status, dict(resp.headers), resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers), err.read().decode()
+
+    def csrf(self, path: str = "/login") -> str:
+        _s, _h, html = self.request(path)
+        found = re.search(r'name="csrf" value="([^"]+)"', html)
+        assert found, html[:500]
+        return found.group(1)
+
+    def sign_in(self, name: str, password: str = PASSWORD) -> int:
+        token = self.csrf()
+        status, _h, _b = self.request("/login", {"csrf": token, "name": name,
+                                                 "password": password, "next": "/fleet"})
+        return status
+
+
+def audit(store: str) -> list[tuple[str, str, bool]]:
+    db = connect(store)
+    try:
+        return [(w, a, bool(ok)) for w, a, ok in
+                db.query("SELECT who, action, ok FROM console_audit ORDER BY n")]
+    finally:
+        db.close()
+
+
+def test_sign_in_is_rate_limited_after_five_failures_even_with_the_right_password(
+        console: Running) -> None:
+    client = Client(console.url)
+    for _ in range(5):
+        assert client.sign_in("otto", "wrong password here") == 401
+    assert client.sign_in("otto") == 429
+    assert audit(console.store).count(("otto", "login_failed", False)) == 5
+    assert ("otto", "login_rate_limited", False) in audit(console.store)
+    assert Client(console.url).request("/fleet")[0] == 303  # still not signed in
+    # Another name from the same address is limited too (the address has five failures).
+    assert Client(console.url).sign_in("vic") == 429
+
+
+def test_session_cookie_is_httponly_and_samesite_and_pages_forbid_framing(
+        console: Running) -> None:
+    client = Client(console.url)
+    _status, headers, _body = client.request("/login")
+    cookie = headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "secure" not in cookie
+    assert "default-src 'self'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
+    assert client.sign_in("vic") == 303
+    assert client.request("/fleet")[0] == 200
+
+
+def test_secure_cookies_behind_a_tls_proxy(tmp_path: Path) -> None:
+    server, running = _start(tmp_path, "behind_tls_proxy = true")
+    try:
+        _s, headers, _b = Client(running.url).request("/login")
+        assert "secure" in headers["set-cookie"].lower()
+    finally:
+        server.stop()
+
+
+def test_a_new_password_or_a_disabled_account_ends_open_sessions(console: Running) -> None:
+    client = Client(console.url)
+    assert client.sign_in("otto") == 303
+    assert client.request("/fleet")[0] == 200
+    db = connect(console.store)
+    records.set_password(db, "otto", hash_password("another long password"), time.time() + 1)
+    assert client.request("/fleet")[0] == 303  # back to the sign-in page
+    assert client.sign_in("otto", "another long password") == 303
+    records.disable_user(db, "otto", time.time() + 2)
+    db.close()
+    assert client.request("/fleet")[0] == 303
+    assert client.sign_in("otto", "another long password") == 401
+
+
+def test_sign_in_never_redirects_to_another_site(console: Running) -> None:
+    client = Client(console.url)
+    token = client.csrf()
+    status, headers, _b = client.request("/login", {"csrf": token, "name": "vic",
+                                                    "password": PASSWORD,
+                                                    "next": "//evil.example/x"})
+    assert status == 303 and headers["location"] == "/fleet"
+
+
+def test_revoke_needs_operator_and_csrf_and_publishes_delta_then_retained_full(
+        console: Running) -> None:
+    viewer, operator = Client(console.url), Client(console.url)
+    viewer.sign_in("vic")
+    operator.sign_in("otto")
+    token = viewer.csrf("/fleet")
+    assert viewer.request("/courier/C-9/revoke", {"csrf": token})[0] == 403
+    assert operator.request("/courier/C-9/revoke", {"reason": "x"})[0] == 403
+    assert console.published.messages == []
+    token = operator.csrf("/courier/C-9/revoke")
+    status, headers, _b = operator.request("/courier/C-9/revoke", {"csrf": token,
+                                                                   "reason": "lost"})
+    assert status == 303 and headers["location"].startswith("/courier/C-9?notice=")
+    assert [(t, r) for t, _p, r in console.published.messages] == [
+        (REVOCATIONS_DELTA, False), (REVOCATIONS_FULL, True)]
+    # Revoking again changes nothing and says so; the broker being down keeps the change.
+    assert operator.request("/courier/C-9/revoke", {"csrf": token})[0] == 303
+    console.published.up = False
+    assert operator.request("/courier/C-9/unrevoke", {"csrf": token})[0] == 303
+    db = connect(console.store)
+    pending = db.query("SELECT version FROM revocation_versions WHERE published_at IS NULL")
+    db.close()
+    assert pending == [(2,)]
+    actions = audit(console.store)
+    assert ("vic", "role_refused", False) in actions
+    assert ("otto", "csrf_refused", False) in actions
+    assert [a for a in actions if a[1] in ("revoke", "unrevoke")] == [
+        ("otto", "revoke", True), ("otto", "revoke", False), ("otto", "unrevoke", True)]
+
+
+def test_commands_are_validated_confirmed_and_signed(console: Running) -> None:
+    operator = Client(console.url)
+    operator.sign_in("otto")
+    status, _h, body = operator.request("/gate/s1/g1/command?action=mode&mode=lockdown"
+                                        "&minutes=30")
+    assert status == 200 and 'name="confirm" value="yes"' in body
+    assert console.published.messages == []  # the confirmation page sends nothing
+    token = operator.csrf("/fleet")
+    bad = operator.request("/gate/s1/g1/command", {"csrf": token, "action": "mode",
+                                                   "mode": "party", "confirm": "yes"})
+    assert bad[0] == 400 and console.published.messages == []
+    ok = operator.request("/gate/s1/g1/command", {"csrf": token, "action": "mode",
+                                                  "mode": "lockdown", "minutes": "30",
+                                                  "confirm": "yes"})
+    assert ok[0] == 303
+    [(topic, payload, retain)] = console.published.messages
+    assert topic == "gate/v1/s1/g1/cmd" and not retain and len(payload) > 64
+    page = operator.request("/gate/s1/g1")[2]
+    assert "lockdown" in page and "console:otto" in page
+
+
+def test_csv_cells_that_look_like_formulas_stay_text(console: Running) -> None:
+    db = connect(console.store)
+    with db.transaction():
+        db.execute("INSERT INTO entries (site, gate, seq, id, ts, at, kind, granted, reason, "
+                   "sub, event, received_at) VALUES ('s1', 'g1', 1, 'e1', "
+                   "'2026-12-01T00:00:00Z', ?, 'scan', false, 'malformed', '=HYPERLINK(1)', "
+                   "'{}', ?)", (time.time() - 60, time.time()))
+    db.close()
+    client = Client(console.url)
+    client.sign_in("vic")
+    status, headers, body = client.request("/entries.csv?site=s1")
+    assert status == 200 and headers["content-type"].startswith("text/csv")
+    lines = body.strip().splitlines()
+    assert lines[0].startswith("time,site,gate,seq") and len(lines) == 2
+    assert ",'=HYPERLINK(1)," in lines[1]
+
+
+def test_every_message_of_the_pages_has_a_chinese_translation() -> None:
+    zh = load_translations("zh-CN")
+    method_map = [("**.py", "python"), ("templates/**.html", "jinja2")]
+    options = {"templates/**.html": {"extensions": "jinja2.ext.i18n"}}
+    missing = []
+    for _file, _line, message, _comments, _ctx in extract_from_dir(
+            HERE, method_map, options_map=options):
+        text = message if isinstance(message, str) else message[0]
+        if text and zh.gettext(text) == text:
+            missing.append(text)
+    assert missing == []
+
+
+def _gate_centre(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent.cli.gate_centre", *args],
+                          input=stdin, capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+
+def test_user_commands_need_a_password_and_say_what_is_wrong(console: Running) -> None:
+    cfg = str(console.config)
+    done = _gate_centre("user", "add", "nina", "--role", "viewer", "--config", cfg)
+    assert done.returncode == 2 and "no password on stdin" in done.stderr
+    done = _gate_centre("user", "add", "nina", "--role", "viewer", "--config", cfg,
+                        stdin="short\n")
+    assert done.returncode == 2 and "at least 10 characters" in done.stderr
+    done = _gate_centre("user", "add", "otto", "--role", "viewer", "--config", cfg,
+                        stdin=PASSWORD + "\n")
+    assert done.returncode == 2 and "exists already" in done.stderr
+    done = _gate_centre("user", "add", "nina", "--role", "viewer", "--config", cfg,
+                        stdin=PASSWORD + "\n")
+    assert done.returncode == 0, done.stderr
+    assert Client(console.url).sign_in("nina") == 303
+    done = _gate_centre("user", "disable", "nobody", "--config", cfg)
+    assert done.returncode == 2 and "no user 'nobody'" in done.stderr
+    listed = _gate_centre("user", "list", "--config", cfg).stdout.split()
+    assert "nina" in listed and "viewer" in listed
+
+
+def test_web_settings_are_checked(tmp_path: Path) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("not read here\n")
+    for n, (extra, expected) in enumerate((('time_zone = "Mars/Olympus"', "not a time zone"),
+                                           (f'tls_cert_file = "{cert}"', "go together"))):
+        files = centre_files(tmp_path / str(n), "mqtt://127.0.0.1:1",
+                             f"sqlite://{tmp_path}/c.db")
+        with files.config.open("a", encoding="utf-8") as f:
+            f.write(f"\n[web]\n{extra}\n")
+        with pytest.raises(ConfigError, match=expected):
+            load_centre_config(files.config)
