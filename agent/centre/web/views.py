@@ -100,13 +100,6 @@ def sites(db: Database) -> list[str]:
                                    "ORDER BY 1")]
 
 
-def reasons(db: Database) -> list[str]:
-    """Reason codes seen, for the search form (the index on time makes this a scan: the
-    list is small and cached by the caller)."""
-    return [r for (r,) in db.query("SELECT DISTINCT reason FROM entries WHERE reason IS NOT "
-                                   "NULL ORDER BY 1")]
-
-
 def courier(db: Database, sub: str, since: float, day_of: Any) -> dict[str, Any]:
     """Entries per day, gates used, denied attempts and revocation state for one courier."""
     rows = [_entry(r) for r in db.query(
