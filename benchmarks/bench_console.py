@@ -196,7 +196,7 @@ def feed_latency(port: int, cookie: str, url: str, samples: int) -> list[float]:
         for seq in range(1, samples + 1):
             now = time.time()
             with db.transaction():
-                db.execute(f"INSERT INTO entries ({', '.join(COLUMNS)}) VALUES "  # noqa: S608
+                db.execute(f"INSERT INTO entries ({', '.join(COLUMNS)}) VALUES "
                            f"({', '.join('?' for _ in COLUMNS)})",
                            ("site-feed", "gate-0", seq, f"feed{seq}", "", now, "scan", False,
                             "revoked", "FEED-BENCH", "00", "camera", "none", "{}", now))
