@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -54,8 +55,7 @@ async def login(request: Request) -> Response:
         return console.render(request, "login.html", 429, next=nxt, error=_(
             "Too many failed sign-ins. Wait a few minutes and try again."))
     user = await console.pool.run(records.get_user, name) if name else None
-    good = await console.pool.run(lambda _db: verify_password(user.hash if user else None,
-                                                              password))
+    good = await run_in_threadpool(verify_password, user.hash if user else None, password)
     if not good or user is None or user.disabled:
         console.limiter.failed(*keys)
         detail = "disabled account" if user is not None and user.disabled and good else \
