@@ -1,5 +1,5 @@
 """The centre console under test: a real ``gate-centre run`` with ``[web]`` on a real
-Mosquitto and an SQLite store, real ``gate-agent run`` daemons on mock pins whose QR
+Mosquitto and an SQLite or PostgreSQL store, real ``gate-agent run`` daemons on mock pins whose QR
 scanner is a pty, and headless Chromium driven by Selenium.
 
 Chromium and chromedriver come from Debian (``apt-get install chromium chromium-driver``,
@@ -141,11 +141,10 @@ class Site:
         self.broker.kill()
 
 
-def start_site(tmp: Path, gate_names: tuple[str, ...]) -> Site:
+def start_site(tmp: Path, gate_names: tuple[str, ...], store_url: str) -> Site:
     broker = Broker(tmp / "broker")
     broker.start()
-    files = centre_files(tmp / "centre", broker.url, f"sqlite://{tmp}/centre/centre.db",
-                         publish_every_s=5)
+    files = centre_files(tmp / "centre", broker.url, store_url, publish_every_s=5)
     port = free_port()
     with files.config.open("a", encoding="utf-8") as f:
         f.write(f'\n[web]\nbind = "127.0.0.1:{port}"\ntime_zone = "Asia/Shanghai"\n')

@@ -33,10 +33,14 @@ pytestmark = pytest.mark.timeout(240)
 COURIER = "C-77"
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    tmp = tmp_path_factory.mktemp("console")
-    running = start_site(tmp, ("north-1", "south-1"))
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def site(request: pytest.FixtureRequest,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """The whole site once per store: an SQLite file, then a real PostgreSQL database."""
+    tmp = tmp_path_factory.mktemp(f"console-{request.param}")
+    store = f"sqlite://{tmp}/centre/centre.db" if request.param == "sqlite" else \
+        request.getfixturevalue("session_postgres").create_database()
+    running = start_site(tmp, ("north-1", "south-1"), store)
     try:
         yield running
     finally:
