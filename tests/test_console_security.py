@@ -299,3 +299,31 @@ def test_web_settings_are_checked(tmp_path: Path) -> None:
             f.write(f"\n[web]\n{extra}\n")
         with pytest.raises(ConfigError, match=expected):
             load_centre_config(files.config)
+
+
+def test_overview_counts_todays_scans_per_site_and_audit_is_for_admins(
+        console: Running) -> None:
+    now = time.time()
+    db = connect(console.store)
+    with db.transaction():
+        for seq, (granted, sub) in enumerate([(True, "C-1"), (False, "C-1"), (True, "C-2")],
+                                             start=1):
+            db.execute("INSERT INTO entries (site, gate, seq, id, ts, at, kind, granted, "
+                       "reason, sub, event, received_at) VALUES ('s1', 'g1', ?, ?, '', ?, "
+                       "'scan', ?, ?, ?, '{}', ?)",
+                       (seq, f"e{seq}", now - seq, granted, "ok" if granted else "expired",
+                        sub, now))
+        db.execute("INSERT INTO entries (site, gate, seq, id, ts, at, kind, granted, event, "
+                   "received_at) VALUES ('s1', 'g1', 4, 'e4', '', ?, 'exit', true, '{}', ?)",
+                   (now, now))
+    db.close()
+    admin, viewer = Client(console.url), Client(console.url)
+    admin.sign_in("ada")
+    viewer.sign_in("vic")
+    assert admin.request("/lang/en?next=/overview")[0] == 303
+    page = admin.request("/overview")[2]
+    assert "3 entries, 33.3% denied, 2 couriers seen" in page  # the exit press is no scan
+    assert "3 条记录，拒绝率 33.3%，2 名快递员" in viewer.request("/overview")[2]
+    assert viewer.request("/audit")[0] == 403
+    status, _h, audit_page = admin.request("/audit")
+    assert status == 200 and "role_refused" in audit_page and "vic" in audit_page
