@@ -327,3 +327,20 @@ def test_overview_counts_todays_scans_per_site_and_audit_is_for_admins(
     assert viewer.request("/audit")[0] == 403
     status, _h, audit_page = admin.request("/audit")
     assert status == 200 and "role_refused" in audit_page and "vic" in audit_page
+
+
+def test_gate_page_shows_door_alarms_and_online_changes(console: Running) -> None:
+    now = time.time()
+    db = connect(console.store)
+    with db.transaction():
+        db.execute("INSERT INTO entries (site, gate, seq, id, ts, at, kind, event, received_at) "
+                   "VALUES ('s1', 'g1', 1, 'a1', '', ?, 'alarm', ?, ?)",
+                   (now, '{"alarm": "forced", "detail": "door opened without unlock"}', now))
+        db.execute("INSERT INTO gate_history (site, gate, at, online, detail) VALUES "
+                   "('s1', 'g1', ?, false, 'connection_lost')", (now,))
+    db.close()
+    client = Client(console.url)
+    client.sign_in("vic")
+    page = client.request("/gate/s1/g1")[2]
+    assert "forced" in page and "door opened without unlock" in page
+    assert "connection_lost" in page and "离线" in page

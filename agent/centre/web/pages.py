@@ -205,6 +205,7 @@ async def gate(request: Request) -> Response:
                       (site, name)), None)
         return {"state": state, "history": records.gate_history(db, site, name),
                 "entries": views.gate_entries(db, site, name),
+                "door_alarms": views.gate_alarms(db, site, name),
                 "commands": records.commands_for(db, site, name)}
 
     data = await console.pool.run(load)

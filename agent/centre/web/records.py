@@ -130,14 +130,6 @@ def commands_for(db: Database, site: str, gate: str, limit: int = 50) -> list[di
             for i, a, args, w, s, p, ok, r, d, at in rows]
 
 
-def command(db: Database, cmd_id: str) -> dict[str, Any] | None:
-    rows = db.query("SELECT site, gate FROM console_commands WHERE id = ?", (cmd_id,))
-    if not rows:
-        return None
-    site, gate = rows[0]
-    return next((c for c in commands_for(db, site, gate, 1000) if c["id"] == cmd_id), None)
-
-
 def gate_history(db: Database, site: str, gate: str, limit: int = 50) -> list[dict[str, Any]]:
     return [{"at": float(at), "online": bool(o), "detail": d or ""}
             for at, o, d in db.query("SELECT at, online, detail FROM gate_history WHERE "

@@ -8,8 +8,9 @@ courier and time, by site and time), never by decoding every stored JSON record.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from agent.centre.store.db import Database
@@ -141,6 +142,21 @@ def gate_entries(db: Database, site: str, gate: str, limit: int = 50) -> list[di
         "WHERE site = ? AND gate = ? ORDER BY seq DESC LIMIT ?", (site, gate, int(limit)))]
 
 
+def gate_alarms(db: Database, site: str, gate: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The gate's last door alarms (forced, held, tamper, fire and their clears)."""
+    out = []
+    for at, event in db.query("SELECT at, event FROM entries WHERE site = ? AND gate = ? AND "
+                              "kind = 'alarm' ORDER BY seq DESC LIMIT ?",
+                              (site, gate, int(limit))):
+        try:
+            body = json.loads(event)
+        except ValueError:
+            body = {}
+        out.append({"at": at, "alarm": str(body.get("alarm", "?")),
+                    "detail": str(body.get("detail") or "")})
+    return out
+
+
 def overview(db: Database, since: float, hour_of: Any, site: str | None) -> list[dict[str, Any]]:
     """Per site since ``since`` (today's midnight): entries per hour, denied share,
     couriers seen; scans only (exit presses and alarms are not entries of couriers)."""
@@ -165,6 +181,3 @@ def overview(db: Database, since: float, hour_of: Any, site: str | None) -> list
                        "peak": max(o["hours"]) or 1})
     return result
 
-
-def next_page(flt: EntryFilter, delta: int) -> EntryFilter:
-    return replace(flt, page=max(1, flt.page + delta))
