@@ -344,3 +344,19 @@ def test_gate_page_shows_door_alarms_and_online_changes(console: Running) -> Non
     page = client.request("/gate/s1/g1")[2]
     assert "forced" in page and "door opened without unlock" in page
     assert "connection_lost" in page and "离线" in page
+
+
+def test_a_failing_store_is_one_clear_page_not_a_traceback(tmp_path: Path) -> None:
+    server, running = _start(tmp_path)
+    try:
+        client = Client(running.url)
+        assert client.sign_in("vic") == 303
+        db = connect(running.store)
+        with db.transaction():
+            db.execute("DROP TABLE holes")  # the store breaks under the running console
+        db.close()
+        status, _h, page = client.request("/fleet")
+        assert status == 503 and "数据库无法访问" in page and "holes" in page
+        assert "Traceback" not in page
+    finally:
+        server.stop()

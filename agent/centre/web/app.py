@@ -10,6 +10,7 @@ origin), so the few lines of JavaScript live in ``static/console.js``.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -36,6 +37,7 @@ from agent.centre.web.i18n import HERE, LANGUAGES, LocalTime, environments
 from agent.centre.web.records import Role, User
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 Handler = Callable[[Request], Awaitable[Response]]
 LANG_COOKIE = "gc_lang"
 SESSION_COOKIE = "gc_session"
@@ -184,6 +186,15 @@ def forbidden(request: Request, why: str) -> HTMLResponse:
     return console.render(request, "error.html", 403, title=_("Refused"), message=why)
 
 
+async def store_down(request: Request, exc: Exception) -> Response:
+    """The database failed: one page that says so (and the log line), not a traceback."""
+    log.error("console: %s %s: %s", request.method, request.url.path, exc)
+    console = console_of(request)
+    _ = console.gettext(request)
+    return console.render(request, "error.html", 503, title=_("The store is not reachable"),
+                          message=str(exc))
+
+
 class SecurityHeaders:
     """Adds the CSP and friends to every HTTP response (pure ASGI: streams stay streams)."""
 
@@ -234,6 +245,7 @@ def build_app(console: Console, secret: bytes, *, secure_cookies: bool) -> Starl
                    max_age=int(console.web.session_hours * 3600), same_site="lax",
                    https_only=secure_cookies),
     ]
-    app = Starlette(routes=routes, middleware=middleware)
+    app = Starlette(routes=routes, middleware=middleware,
+                    exception_handlers={StoreError: store_down})
     app.state.console = console
     return app
