@@ -360,3 +360,33 @@ def test_a_failing_store_is_one_clear_page_not_a_traceback(tmp_path: Path) -> No
         assert "Traceback" not in page
     finally:
         server.stop()
+
+
+def test_revoking_only_the_credentials_issued_so_far_keeps_a_new_one_valid(
+        console: Running) -> None:
+    operator = Client(console.url)
+    operator.sign_in("otto")
+    token = operator.csrf("/courier/C-5/revoke")
+    before = int(time.time())
+    assert operator.request("/courier/C-5/revoke", {"csrf": token, "scope": "before_now"}
+                            )[0] == 303
+    db = connect(console.store)
+    [(kind, cutoff)] = db.query("SELECT kind, before FROM revocation_entries WHERE value = ?",
+                                ("C-5",))
+    db.close()
+    assert kind == "sub" and before <= int(cutoff) <= time.time()
+    page = operator.request("/courier/C-5")[2]
+    assert 'id="rev-before"' in page
+
+
+def test_a_session_ends_session_hours_after_sign_in_even_when_used(tmp_path: Path) -> None:
+    server, running = _start(tmp_path, "session_hours = 12")
+    try:
+        client = Client(running.url)
+        assert client.sign_in("vic") == 303
+        server.console.clock = lambda: time.time() + 11.9 * 3600
+        assert client.request("/fleet")[0] == 200  # re-signed cookie, same sign-in time
+        server.console.clock = lambda: time.time() + 12.1 * 3600
+        assert client.request("/fleet")[0] == 303
+    finally:
+        server.stop()

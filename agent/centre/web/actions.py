@@ -38,10 +38,11 @@ class Signer:
 
 def change_courier(db: Database, signer: Signer, publish: Publish,
                    action: Literal["revoke", "unrevoke"], sub: str, reason: str | None,
-                   who: str, now: float) -> tuple[revocations.Change, bool]:
-    """Revoke (all credentials of) a courier or lift it; (change, published now).
-    NothingToChange when there is nothing to do."""
-    entry = RevocationEntry("sub", sub, None)
+                   who: str, now: float, before: int | None = None
+                   ) -> tuple[revocations.Change, bool]:
+    """Revoke a courier's credentials (all, or those issued before ``before``) or lift
+    it; (change, published now). NothingToChange when there is nothing to do."""
+    entry = RevocationEntry("sub", sub, before)
     change = revocations.change(db, action, entry, reason=reason, who=who, key=signer.key,
                                 kid=signer.kid, trust=signer.trust, now=now)
     return change, publish_pending(db, publish, now)

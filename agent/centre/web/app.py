@@ -147,6 +147,11 @@ async def current_user(request: Request) -> User | None:
     name, changed = request.session.get("user"), request.session.get("changed")
     if not isinstance(name, str):
         return None
+    since = request.session.get("since")
+    if not isinstance(since, int | float) or \
+            console.clock() - since > console.web.session_hours * 3600:
+        request.session.clear()  # the cookie is re-signed on each answer: this is the limit
+        return None
     user = await console.pool.run(records.get_user, name)
     if user is None or user.disabled or user.changed_at != changed:
         request.session.clear()

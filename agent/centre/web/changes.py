@@ -66,7 +66,8 @@ async def login(request: Request) -> Response:
                               error=_("Wrong name or password."))
     console.limiter.succeeded(keys[0])
     request.session.clear()
-    request.session.update({"user": user.name, "changed": user.changed_at})
+    request.session.update({"user": user.name, "changed": user.changed_at,
+                            "since": console.clock()})
     csrf_token(request)  # a fresh token for the new session
     request.state.user = user
     await console.audit(request, "login", user.name, True)
@@ -105,10 +106,13 @@ async def courier_change(request: Request) -> Response:
     form = await request.form()
     reason = str(form.get("reason", "")).strip()[:MAX_REASON] or None
     user = request.state.user
+    now = console.clock()
+    # "before_now": only the credentials issued so far (a new one, issued later, works).
+    before = int(now) if action == "revoke" and form.get("scope") == "before_now" else None
     try:
         change, published = await console.pool.run(
             change_courier, console.signer, console.publish, action, sub, reason,
-            f"console:{user.name}", console.clock())
+            f"console:{user.name}", now, before)
     except NothingToChange as exc:
         await console.audit(request, action, f"sub:{sub}", False, str(exc))
         return _back(f"/courier/{quote(sub, safe='')}", str(exc))
