@@ -24,6 +24,7 @@ from agent.core.errors import UsageError
 
 MIN_PASSWORD = 10
 MAX_PASSWORD = 256
+MAX_KEYS = 10_000  # names and addresses the limiter remembers before pruning
 
 _hasher = PasswordHasher()
 _DUMMY = _hasher.hash(secrets.token_urlsafe(16))
@@ -92,6 +93,9 @@ class LoginLimiter:
         with self._lock:
             for key in keys:
                 self._recent(key, now).append(now)
+            if len(self._failures) > MAX_KEYS:  # many names tried: forget the settled ones
+                for key in [k for k in self._failures if not self._recent(k, now)]:
+                    del self._failures[key]
 
     def succeeded(self, name_key: str) -> None:
         with self._lock:
