@@ -323,6 +323,7 @@ def test_overview_counts_todays_scans_per_site_and_audit_is_for_admins(
     assert admin.request("/lang/en?next=/overview")[0] == 303
     page = admin.request("/overview")[2]
     assert "3 entries, 33.3% denied, 2 couriers seen" in page  # the exit press is no scan
+    assert "Probably inside now: 1 (grants minus exit presses today)" in page
     assert "3 条记录，拒绝率 33.3%，2 名快递员" in viewer.request("/overview")[2]
     assert viewer.request("/audit")[0] == 403
     status, _h, audit_page = admin.request("/audit")

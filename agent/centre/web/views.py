@@ -158,17 +158,22 @@ def gate_alarms(db: Database, site: str, gate: str, limit: int = 20) -> list[dic
 
 
 def overview(db: Database, since: float, hour_of: Any, site: str | None) -> list[dict[str, Any]]:
-    """Per site since ``since`` (today's midnight): entries per hour, denied share,
-    couriers seen; scans only (exit presses and alarms are not entries of couriers)."""
-    sql = "SELECT site, at, granted, sub FROM entries WHERE at >= ? AND kind = 'scan'"
+    """Per site since ``since`` (today's midnight): scans per hour, denied share, couriers
+    seen; and, where the gates record exit presses, couriers probably inside (grants
+    minus exits today: an estimate, since an exit press names nobody)."""
+    sql = ("SELECT site, at, kind, granted, sub FROM entries WHERE at >= ? "
+           "AND kind IN ('scan', 'exit')")
     params: list[Any] = [since]
     if site:
         sql += " AND site = ?"
         params.append(site)
     out: dict[str, dict[str, Any]] = {}
-    for s, at, granted, sub in db.query(sql, params):
+    for s, at, kind, granted, sub in db.query(sql, params):
         o = out.setdefault(s, {"site": s, "hours": [0] * 24, "total": 0, "denied": 0,
-                               "couriers": set()})
+                               "couriers": set(), "exits": 0})
+        if kind == "exit":
+            o["exits"] += 1
+            continue
         o["hours"][hour_of(float(at))] += 1
         o["total"] += 1
         o["denied"] += 0 if granted else 1
@@ -177,7 +182,8 @@ def overview(db: Database, since: float, hour_of: Any, site: str | None) -> list
     result = []
     for o in sorted(out.values(), key=lambda x: x["site"]):
         share = o["denied"] / o["total"] if o["total"] else 0.0
+        granted = o["total"] - o["denied"]
         result.append({**o, "couriers": len(o["couriers"]), "denied_share": share,
-                       "peak": max(o["hours"]) or 1})
+                       "peak": max(o["hours"]) or 1,
+                       "inside": max(0, granted - o["exits"]) if o["exits"] else None})
     return result
-
