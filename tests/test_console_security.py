@@ -391,3 +391,45 @@ def test_a_session_ends_session_hours_after_sign_in_even_when_used(tmp_path: Pat
         assert client.request("/fleet")[0] == 303
     finally:
         server.stop()
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "console.crt", folder / "console.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_https_with_the_configured_certificate_and_secure_cookies(tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    server, running = _start(tmp_path, f'tls_cert_file = "{cert}"\ntls_key_file = "{key}"')
+    try:
+        assert running.url.startswith("https://")
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        with urllib.request.urlopen(running.url + "/login", context=context,
+                                    timeout=10) as resp:
+            assert resp.status == 200
+            cookie = resp.headers["set-cookie"].lower()
+        assert "secure" in cookie and "httponly" in cookie
+    finally:
+        server.stop()
