@@ -158,7 +158,7 @@ def start_site(tmp: Path, gate_names: tuple[str, ...], store_url: str) -> Site:
     return site
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, step: float = 0.2,
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, step: float = 0.2,
              what: str = "condition") -> Any:
     """Poll ``predicate`` (a page or a process we do not get events from) until truthy."""
     deadline = time.monotonic() + timeout
