@@ -13,9 +13,12 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,15 +43,19 @@ class Postgres:
                 "apt-get install postgresql (or scripts/bootstrap.sh --test)")
         assert bindir is not None
         self.bindir = bindir
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            # As root the server runs as the postgres user, who cannot walk into pytest's
+            # 0700 folders (and each new pytest session makes them 0700 again): the cluster
+            # lives in a folder of its own, removed when this object goes.
+            workdir = Path(tempfile.mkdtemp(prefix="gate-agent-pg-"))
+            weakref.finalize(self, shutil.rmtree, workdir, True)
+            subprocess.run(["chown", "postgres:postgres", str(workdir)], check=True)
         self.workdir = workdir
         self.data = workdir / "data"
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
-        self.as_root = os.geteuid() == 0
         workdir.mkdir(parents=True, exist_ok=True)
-        if self.as_root:
-            _open_path_for_others(workdir)
-            subprocess.run(["chown", "postgres:postgres", str(workdir)], check=True)
         self._run([str(bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
                    "-E", "UTF8", "--no-instructions"])
 
@@ -134,16 +141,6 @@ class Postgres:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self.proc = None
-
-
-def _open_path_for_others(path: Path) -> None:
-    """Let the postgres user walk down to ``path`` (pytest's temp folders are 0700)."""
-    for folder in [path, *path.parents]:
-        if str(folder) in ("/", "/tmp"):
-            break
-        mode = folder.stat().st_mode & 0o777
-        if mode & 0o001 == 0:
-            folder.chmod(mode | 0o011)
 
 
 @pytest.fixture(scope="session")
