@@ -110,8 +110,9 @@ def test_rate_limit_records_a_summary_instead_of_every_denial(tmp_path: Path) ->
         rig.clock.advance(61)
         rig.controller.process(DoorInput("contact_closed", rig.clock.now()))
         summary = rig.rows()[-1]
-        assert summary["kind"] == "rate_limit" and summary["suppressed"] == 7
-        assert summary["reasons"] == {"malformed": 7}
+        # 12 denials: 5 rows, the first rate_limited row, 6 counted (not the first again).
+        assert summary["kind"] == "rate_limit" and summary["suppressed"] == 6
+        assert summary["reasons"] == {"malformed": 6}
         assert _scan(rig, "garbage-again")["reason"] == "malformed"
 
 
@@ -147,18 +148,27 @@ def test_the_loop_survives_a_bad_event_and_drains_on_stop(tmp_path: Path) -> Non
         assert len(rig.controller.latencies) == 5
 
 
-def test_a_replay_cache_lost_to_corruption_is_an_alarm_and_the_gate_runs_on(
+def test_a_live_code_granted_before_the_entry_log_was_lost_is_refused_after_it(
     tmp_path: Path,
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "replay.json").write_text('{"_default": {"1": {"key": "ab"')  # torn mid-write
     with controller_rig(tmp_path) as rig:
         now = rig.clock.now()
-        rig.controller.process(Scan(rig.kit.valid_code("C-1", now), "sim", now, 0.0))
+        code = rig.kit.valid_code("C-1", now)
+        rig.controller.process(Scan(code, "sim", now, 0.0))
         assert [r["reason"] for r in rig.rows()] == ["ok"]
-        alarms = rig.controller.status()["alarms"]
-        assert "replay.json" in alarms["state_recovered"]
+        kit = rig.kit
+    for name in ("outbox.db", "outbox.db-wal", "outbox.db-shm"):  # the card lost the log
+        (tmp_path / "state" / name).unlink(missing_ok=True)
+    with controller_rig(tmp_path, kit=kit) as rig:  # replay keys went with the database
+        now = rig.clock.now()
+        rig.controller.process(Scan(code, "sim", now, 0.0))
+        rig.clock.advance(40)  # a code made after the recovery window
+        later = rig.clock.now()
+        rig.controller.process(Scan(kit.valid_code("C-2", later), "sim", later, 0.0))
+        scans = [r["reason"] for r in rig.rows() if r["kind"] == "scan"]
+        assert scans == ["replayed", "ok"]  # fails closed, and the gate runs on
+        assert any(r.get("alarm") == "entry_log_recovered" for r in rig.rows())
+        assert "seq 1-1 are lost" in rig.controller.status()["alarms"]["state_recovered"]
 
 
 def test_a_relay_fault_after_the_row_locks_and_adds_an_error_row_not_a_second_scan(

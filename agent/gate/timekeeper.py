@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 from agent.core.bounds import MAX_TIME, in_time_range
 from agent.core.clock import Clock
+from agent.core.config import ClockSection
 from agent.core.timefmt import format_instant
 from agent.protocol.timemsg import TimeMessage
 
@@ -106,6 +107,15 @@ class ClockSettings:
     floor_bound_s: float = 300.0
     forward_bound_s: float = 300.0
     request_every_s: float = 60.0
+
+
+def clock_settings(section: ClockSection) -> ClockSettings:
+    """``[clock]`` of the config as the timekeeper's settings (daemon and verify alike)."""
+    return ClockSettings(rtc=section.rtc, holdover_s=section.holdover_h * 3600.0,
+                         centre_valid_s=section.centre_valid_h * 3600.0,
+                         floor_bound_s=section.floor_bound_s,
+                         forward_bound_s=section.forward_bound_s,
+                         request_every_s=section.request_every_s)
 
 
 def system_clock_synchronised(flag: Path = TIMESYNCD_FLAG) -> bool | None:

@@ -15,6 +15,7 @@ Registered into ``Controller.inbound_handlers`` and called from the controller's
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any, Protocol
 
 from agent.core.clock import Clock
@@ -39,12 +40,10 @@ class ListStore(Protocol):
 
 
 class UpkeepSync(Protocol):
-    @property
-    def connected(self) -> bool: ...
+    """The link to the centre (SyncService); ``connected`` and ``request_time`` are used
+    when it has them (a stand-in in tests may not)."""
 
     def request_resync(self, reason: str, have_version: int | None = None) -> None: ...
-
-    def request_time(self, request: dict[str, Any]) -> None: ...
 
 
 class TimeSource(Protocol):
@@ -61,12 +60,14 @@ class Upkeep:
     def __init__(
         self, clock: Clock, keyring: KeyRing, revocations: ListStore,
         sync: UpkeepSync | None = None, timekeeper: TimeSource | None = None,
-        entry_log: LogUpkeep | None = None,
+        entry_log: LogUpkeep | object | None = None, refused: Counter[str] | None = None,
     ) -> None:
+        """``refused``: counts of signed messages refused here, by kind (for the status)."""
+        self.refused: Counter[str] = refused if refused is not None else Counter()
         self._clock = clock
         self._keyring = keyring
         self._store = revocations
-        self._sync = sync
+        self.sync = sync
         self._timekeeper = timekeeper
         self._entry_log = entry_log
         self._pending: RevocationList | None = None  # failed on a write error: retried
@@ -86,6 +87,7 @@ class Upkeep:
             lst = parse_revocation_list(ev.payload, self._keyring, self._clock.now())
         except RevocationListError as exc:
             log.warning("revocation list from the centre refused: %s", exc)
+            self.refused["revocations"] += 1
             return
         store = self._store
         if (store.state == "ok" and store.version is not None and lst.version <= store.version
@@ -111,8 +113,9 @@ class Upkeep:
                 self._resync_at is None or mono >= self._resync_at):
             self._resync("the installed revocation list is unknown")
         self._ask_time()
-        if self._entry_log is not None:
-            self._entry_log.maintain(self._clock.now(), mono)
+        maintain = getattr(self._entry_log, "maintain", None)  # the SQLite entry log's
+        if maintain is not None:
+            maintain(self._clock.now(), mono)
 
     # ---- internals
 
@@ -142,17 +145,20 @@ class Upkeep:
 
     def _resync(self, reason: str) -> None:
         self._resync_at = self._clock.monotonic() + RESYNC_EVERY_S
-        if self._sync is None:
+        if self.sync is None:
             return
         log.warning("asking the centre for a full revocation list: %s", reason)
-        self._sync.request_resync(reason, self._store.version)
+        self.sync.request_resync(reason, self._store.version)
 
     def _connected(self) -> bool:
-        return self._sync is not None and self._sync.connected
+        return bool(getattr(self.sync, "connected", False))
 
     def _ask_time(self, connected_now: bool = False) -> None:
         if self._timekeeper is None or not (connected_now or self._connected()):
             return
+        send = getattr(self.sync, "request_time", None)
+        if send is None:
+            return
         request = self._timekeeper.time_request(connected_now)
-        if request is not None and self._sync is not None:
-            self._sync.request_time(request)
+        if request is not None:
+            send(request)

@@ -138,6 +138,7 @@ class EntryLog(LogIntegrity):
         self.highwater: HighWater | None = None
         self._replaced: str | None = None  # why the database file was replaced at open
         self._maintained: float | None = None
+        self._wal_at_open: bool | None = None  # a WAL left by the last run (crash) or not
         self.replay_lost_until = 0.0  # live codes with replay_until <= this are refused
         if read_only:
             if not self.path.is_file():
@@ -148,6 +149,7 @@ class EntryLog(LogIntegrity):
             self._conn = self._connect_read_only()
         else:
             ensure_dir(self.path.parent)
+            self._wal_at_open = self.path.with_name(self.path.name + "-wal").exists()
             self._conn = self._open_or_recover()
         self._backlog = self._count_pending()
         self._full = self._backlog >= capacity

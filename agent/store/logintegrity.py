@@ -21,7 +21,7 @@ from agent.store.highwater import HighWater, MarkCopy
 from agent.store.seqguard import SEQ_BLOCK, SeqPlan, plan_seq
 
 CLEAN_KEY = "entry_log_clean"  # in meta.json: the last seq, written at a clean close
-MAINTAIN_EVERY_S = 60.0
+MAINTAIN_EVERY_S = 10.0
 REMEMBER = ("INSERT INTO replays(k, until) VALUES (?, ?) "
             "ON CONFLICT(k) DO UPDATE SET until = max(until, excluded.until)")
 
@@ -39,6 +39,7 @@ class LogIntegrity:
     _meta: MarkCopy | None
     _replaced: str | None
     _maintained: float | None
+    _wal_at_open: bool | None
     highwater: HighWater | None
     replay_lost_until: float
 
@@ -55,13 +56,17 @@ class LogIntegrity:
         self.highwater = hw = HighWater({"meta.json": meta, "outbox.db": InfoCopy(self)})
         clean = meta.get(CLEAN_KEY)
         meta.set(CLEAN_KEY, None)  # until the next clean close
+        wal_lost = clean is None and self._wal_at_open is False
         plan = plan_seq(
             self._last_seq(), int(hw.get("entry_seq") or 0), int(hw.get("entry_seq_seen") or 0),
             clean if isinstance(clean, int) and not isinstance(clean, bool) else None,
+            damaged=bool(self._replaced) or wal_lost,
         )
         self.replay_lost_until = float(self.info("replay_lost_until") or 0.0)
-        if plan.lost or self._replaced:
-            why = self._replaced or f"entry log {self.path} is behind the gate's high-water mark"
+        if plan.recovered or self._replaced:
+            why = self._replaced or (
+                f"the WAL of {self.path} vanished after a stop that was not clean" if wal_lost
+                else f"entry log {self.path} is behind the gate's high-water mark")
             # The replay keys were rows of the lost database: refuse live codes made
             # before now (they expire within one window), deny on doubt.
             lost_until = max(hw.get("replay_horizon") or 0.0,
@@ -70,13 +75,6 @@ class LogIntegrity:
             self.replay_lost_until = max(self.replay_lost_until, lost_until)
             self.set_info("replay_lost_until", self.replay_lost_until)
             self._recovered(plan, why)
-        elif plan.skipped:
-            self._append_at(plan.next_seq, {
-                "kind": "alarm", "alarm": "seq_skipped", "skipped": list(plan.skipped),
-                "detail": "the gate stopped without closing the log (power cut?): seq "
-                          f"{plan.skipped[0]}-{plan.skipped[1]} were reserved and are not "
-                          "used, so no number can come back",
-            })
 
     def _recovered(self, plan: SeqPlan, why: str) -> None:
         lost = plan.lost
@@ -85,6 +83,9 @@ class LogIntegrity:
             detail += f"; seq {lost[0]}-{lost[1]} are lost"
             ranges = [*self.lost_ranges(), list(lost)]
             self.set_info("lost_ranges", ranges)
+        if plan.skipped:
+            detail += (f"; seq {plan.skipped[0]}-{plan.skipped[1]} were reserved and are "
+                       "skipped, so no number can come back")
         detail += f"; the sequence continues at {plan.next_seq}"
         self._problems.append(detail)
         if self.highwater is not None:
@@ -173,7 +174,7 @@ class LogIntegrity:
                 "LIMIT ?)", (now, batch)).rowcount
 
     def maintain(self, now: float, mono: float) -> None:
-        """Off the scan path, at most every minute: prune expired replay keys, refresh
+        """Off the scan path, at most every 10 s: prune expired replay keys, refresh
         the marks kept in the other copy (last seq written, replay horizon, reservation)."""
         if self._read_only or (self._maintained is not None
                                and mono - self._maintained < MAINTAIN_EVERY_S):

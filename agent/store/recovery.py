@@ -16,7 +16,7 @@ from typing import Any
 from agent.core.errors import StateError
 from agent.store.entrylog import OUTBOX_FILE, EntryLog
 from agent.store.files import WriterLock
-from agent.store.highwater import HighWater, MarkCopy, read_marks
+from agent.store.highwater import MarkCopy, read_marks
 from agent.store.logintegrity import InfoCopy
 from agent.store.meta import META_FILE, Meta
 from agent.store.revocations import LOCK
@@ -72,9 +72,11 @@ def clear_recoveries(state_dir: Path) -> int:
     lock = WriterLock(state_dir / LOCK, "the gate state")
     try:
         meta = Meta(state_dir)
-        entry_log = EntryLog(state_dir)
+        entry_log = EntryLog(state_dir, meta=meta)
         try:
-            cleared = HighWater({"meta.json": meta, "outbox.db": InfoCopy(entry_log)}).clear()
+            hw = entry_log.highwater
+            assert hw is not None  # a log opened with meta keeps the marks
+            cleared = hw.clear()
             cleared += len(entry_log.lost_ranges())
             entry_log.clear_recoveries()
         finally:

@@ -20,6 +20,8 @@ from agent.store.entrylog import EntryLog
 class LoggedReplays:
     """``seen``/``remember`` backed by an :class:`EntryLog`; nothing held in memory."""
 
+    with_entry_row = True  # the controller writes a grant's key with its row
+
     def __init__(self, entry_log: EntryLog, *, memory_only: bool = False) -> None:
         """``memory_only``: remember in this process only (``gate-agent verify``)."""
         self._log = entry_log
@@ -41,7 +43,8 @@ class LoggedReplays:
         self._log.remember_replay(key, until)
 
     def problems(self) -> list[str]:
-        return []
+        """The entry log's recoveries: its replay keys went with it."""
+        return self._log.problems()
 
     def close(self) -> None:
         """The entry log owns the connection; nothing to close here."""
