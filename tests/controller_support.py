@@ -55,7 +55,8 @@ class Rig:
 def controller_rig(
     tmp_path: Path, *, clock_probe: Probe | None = None, sync: SyncPort | None = None,
     handlers: dict[str, InboundHandler] | None = None, with_list: bool = True,
-    kit: DemoKit | None = None, **sections: dict[str, Any],
+    kit: DemoKit | None = None, decide_on_timekeeper: bool = False,
+    **sections: dict[str, Any],
 ) -> Iterator[Rig]:
     """Everything real except the pins (gpiozero MockFactory) and the clock (FixedClock).
 
@@ -65,7 +66,8 @@ def controller_rig(
     every grant is ``revocations_unknown``. ``clock_probe``: decide on a Timekeeper
     asking this probe whether NTP has the clock; ``sync``: a stand-in for the link to
     the centre; ``handlers``: extra inbound handlers; ``kit``: the keys of an earlier rig
-    (a restart of the same gate).
+    (a restart of the same gate); ``decide_on_timekeeper``: the Timekeeper is the
+    controller's clock, as in the daemon (the FixedClock is then the system clock).
     """
     kit = kit or make_kit(tmp_path / "kit")
     state = tmp_path / "state"
@@ -85,12 +87,14 @@ def controller_rig(
     replays = LoggedReplays(entry_log)
     seen: list[dict[str, Any]] = []
     outbox = ResendableOutbox(entry_log)
+    trust = (Timekeeper(clock, meta, probe=clock_probe, marks=entry_log.highwater)
+             if clock_probe is not None else None)
     parts = Parts(
-        config=config, clock=clock, door=door, indicators=indicators,
+        config=config, clock=trust if trust is not None and decide_on_timekeeper else clock,
+        door=door, indicators=indicators,
         keyring=load_keyring(config.trust.keys_dir, config.trust.ops_keys_dir),
         revocations=revocations, replays=replays, meta=meta, entry_log=entry_log,
-        trust=Timekeeper(clock, meta, probe=clock_probe, marks=entry_log.highwater)
-        if clock_probe is not None else None,
+        trust=trust,
         outbox=outbox, observer=seen.append,
     )
     controller = Controller(parts, extra_handlers=handlers)

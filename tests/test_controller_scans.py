@@ -234,3 +234,42 @@ def test_an_unsynchronised_clock_denies_or_is_recorded_as_untrusted(
         (row,) = rig.rows()
         assert (row["reason"], row["clock_trusted"]) == (reason, False)
         assert rig.relay_went_high() is pulsed
+
+
+@pytest.mark.parametrize("offset_s", [-3600.0, -10.0, 10.0, 3600.0])
+def test_a_live_code_replayed_within_its_window_is_refused_whatever_the_system_clock_says(
+    tmp_path: Path, offset_s: float
+) -> None:
+    from agent.demo.kit import OPS_KID
+    from agent.protocol.timemsg import sign_time
+
+    with controller_rig(tmp_path, clock_probe=lambda: False, decide_on_timekeeper=True) as rig:
+        real = rig.clock.now()
+        rig.clock.advance(offset_s)  # the system clock is off; the centre's time is not
+        keeper = rig.controller.parts.trust
+        assert keeper is not None
+        request = keeper.time_request(connected_now=True)
+        assert request is not None
+        rig.controller.process(Inbound("time", sign_time(real, rig.kit.ops, OPS_KID,
+                                                         nonce=request["nonce"])))
+        assert str(keeper.state) == "centre"
+        code = rig.kit.valid_code("C-1", real)
+        rig.controller.process(Scan(code, "sim", real, rig.clock.monotonic()))
+        rig.clock.advance(28)  # a screenshot, 28 s later: still inside its window
+        rig.controller.process(DoorInput("contact_closed", rig.clock.now()))  # upkeep ticks
+        rig.controller.process(Scan(code, "sim", real + 28, rig.clock.monotonic()))
+        scans = [(r["reason"], r["clock"]) for r in rig.rows() if r["kind"] == "scan"]
+        assert scans == [("ok", "centre"), ("replayed", "centre")]
+
+
+def test_rate_limit_counts_are_exact_after_stop(tmp_path: Path) -> None:
+    with controller_rig(tmp_path, policy={"denials_per_minute": 5}) as rig:
+        rig.controller.start()
+        now = rig.clock.now()
+        for n in range(40):
+            rig.controller.submit(Scan(f"garbage-{n}", "sim", now, 0.0))
+        assert rig.controller.stop(10)  # SIGTERM's path: drain, then stop
+        rows = rig.rows()
+        one_by_one = sum(1 for r in rows if r["kind"] == "scan")
+        summarised = sum(r["suppressed"] for r in rows if r["kind"] == "rate_limit")
+        assert one_by_one == 6 and one_by_one + summarised == 40  # each denial counted once

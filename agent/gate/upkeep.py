@@ -140,6 +140,9 @@ class Upkeep:
             return
         self._pending = None
         log.info("revocation list %s version %d installed", lst.kind, lst.version)
+        publish = getattr(self.sync, "publish_status_now", None)
+        if publish is not None:  # the centre sees the new version (and state) at once
+            publish()
         if store.state != "ok":
             self._resync(f"version {lst.version} is still older than the gate's high-water mark")
 
