@@ -273,3 +273,25 @@ def test_rate_limit_counts_are_exact_after_stop(tmp_path: Path) -> None:
         one_by_one = sum(1 for r in rows if r["kind"] == "scan")
         summarised = sum(r["suppressed"] for r in rows if r["kind"] == "rate_limit")
         assert one_by_one == 6 and one_by_one + summarised == 40  # each denial counted once
+
+
+def test_a_list_that_failed_to_install_on_a_write_error_is_installed_once_it_can_be(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    with controller_rig(tmp_path) as rig:
+        now = rig.clock.now()
+        # A real write failure: the temp name the list is written to is taken by a folder.
+        blocker = tmp_path / "state" / f".revocations.snap.tmp-{os.getpid()}"
+        blocker.mkdir()
+        rig.controller.process(Inbound("revocations_full",
+                                       rig.kit.revocation_list(2, now, ("C-5",))))
+        assert rig.revocations.version == 1 and rig.controller.upkeep.install_failures == 1
+        blocker.rmdir()  # space freed
+        rig.clock.advance(11)
+        rig.controller.process(DoorInput("contact_closed", rig.clock.now()))  # a tick
+        assert rig.revocations.version == 2
+        code = rig.kit.valid_code("C-5", rig.clock.now())
+        rig.controller.process(Scan(code, "sim", rig.clock.now(), rig.clock.monotonic()))
+        assert rig.rows()[-1]["reason"] == "revoked"

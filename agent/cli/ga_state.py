@@ -25,6 +25,7 @@ from agent.gate.gatekeeper import list_status
 from agent.protocol.keys import load_keyring
 from agent.protocol.revocation import parse_revocation_list
 from agent.store.entrylog import OUTBOX_FILE, Entry, EntryLog, OutboxStatus
+from agent.store.meta import Meta
 from agent.store.owner import become_state_owner
 from agent.store.recovery import read_recoveries
 from agent.store.revocations import RevocationStatus, RevocationStore
@@ -96,8 +97,18 @@ def _apply(args: argparse.Namespace) -> int:
     clock = SystemClock()
     lst = parse_revocation_list(data, keyring, clock.now())
     become_state_owner(config.state.dir)
-    with RevocationStore(config.state.dir, clock=clock) as store:
-        store.apply(lst)
+    state = config.state.dir
+    with RevocationStore(state, clock=clock) as store:  # takes the writer lock first
+        # The marks the daemon keeps: an install here raises them too.
+        meta = Meta(state, clock=clock)
+        entry_log = EntryLog(state, clock=clock, meta=meta)
+        try:
+            if entry_log.highwater is not None:
+                store.use_highwater(entry_log.highwater)
+            store.apply(lst)
+        finally:
+            entry_log.close()
+            meta.close()
         print(
             f"installed revocation list version {lst.version} ({lst.kind}), "
             f"{store.entries} entries, issued {format_instant(lst.issued_at)}"

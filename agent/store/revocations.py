@@ -190,6 +190,13 @@ class RevocationStore:
     def high_water(self) -> int | None:
         return self._min_version
 
+    def use_highwater(self, highwater: HighWater) -> None:
+        """Keep the marks from now on (``revocations apply`` opens them after the lock)."""
+        self._hw = highwater
+        mark = highwater.get("revocations_version")
+        if mark is not None and (self._min_version is None or mark > self._min_version):
+            self._min_version = int(mark)
+
     # ---- installing lists ----------------------------------------------------------
 
     def apply(self, lst: RevocationList) -> None:
