@@ -393,6 +393,11 @@ class Controller:
             self._alarms["revocations_stale"] = format_instant(now)
         elif not stale:
             self._alarms.pop("revocations_stale", None)
+        trust = self.parts.trust
+        if trust is not None and not trust.trusted:  # the centre sees it; time is asked for
+            self._alarms.setdefault("clock_untrusted", format_instant(now))
+        else:
+            self._alarms.pop("clock_untrusted", None)
         self._maintain_stores()
         self.upkeep.tick()
 

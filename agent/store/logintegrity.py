@@ -128,7 +128,12 @@ class LogIntegrity:
             return default
 
     def set_info(self, key: str, value: Any) -> None:
+        """Store a JSON value (a no-op when unchanged: every write here is an fsync)."""
         text = json.dumps(value, separators=(",", ":"))
+        with self._lock:
+            row = self._conn.execute("SELECT v FROM info WHERE k = ?", (key,)).fetchone()
+        if row is not None and row[0] == text:
+            return
         with self._lock:
             self._conn.execute("INSERT OR REPLACE INTO info(k, v) VALUES (?, ?)", (key, text))
 
