@@ -245,3 +245,18 @@ def test_lost_replay_keys_fail_closed_for_codes_made_before_the_loss(
         assert not replays.seen("k1")  # the key went with the database ...
         assert replays.refuses(clock.now() + 31)  # ... so its window is refused wholesale
         assert not replays.refuses(clock.now() + 200)  # codes made after the loss pass
+
+
+def test_a_list_installed_without_the_marks_becomes_the_mark_at_the_next_start(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    with RevocationStore(tmp_path, clock=clock) as store:  # e.g. a provisioning bundle
+        store.apply(full_list(1, [cti(1)]))
+    older = (tmp_path / "revocations.snap").read_bytes()
+    with RevocationStore(tmp_path, clock=clock) as store:
+        store.apply(full_list(2, [cti(1), cti(2)]))
+    with opened(tmp_path, clock) as s:  # the daemon starts: v2 is what it has had
+        assert s.revocations.state == "ok" and s.revocations.high_water == 2
+    (tmp_path / "revocations.snap").write_bytes(older)
+    with opened(tmp_path, clock) as s:
+        assert s.revocations.state == "unknown"

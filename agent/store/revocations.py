@@ -420,6 +420,9 @@ class RevocationStore:
         if not self._read_only:
             self._meta = open_tinydb(self._dir / META, self._clock.now(), self._problems)
             self._sync_meta()
+        if self.state == "ok" and self._hw is not None:  # e.g. a list a bundle installed
+            self._hw.raise_to(revocations_version=self.version)
+            self._min_version = self.version
         if self.state == "unknown" and self._min_version is not None:
             have = "no list" if self.version is None else f"version {self.version}"
             self._problem(
