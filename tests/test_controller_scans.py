@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -295,3 +296,45 @@ def test_a_list_that_failed_to_install_on_a_write_error_is_installed_once_it_can
         code = rig.kit.valid_code("C-5", rig.clock.now())
         rig.controller.process(Scan(code, "sim", rig.clock.now(), rig.clock.monotonic()))
         assert rig.rows()[-1]["reason"] == "revoked"
+
+
+class _Link:
+    """The link to the centre as the controller sees it: connected, recording requests."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.resyncs: list[tuple[str, int | None]] = []
+        self.time_requests: list[dict[str, Any]] = []
+
+    def notify(self) -> None:
+        pass
+
+    def publish_result(self, cmd_id: str, ok: bool, reason: str, detail: str = "") -> None:
+        pass
+
+    def request_resync(self, reason: str, have_version: int | None = None) -> None:
+        self.resyncs.append((reason, have_version))
+
+    def request_time(self, request: dict[str, Any]) -> None:
+        self.time_requests.append(request)
+
+    def publish_status_now(self) -> None:
+        pass
+
+
+def test_a_gate_without_a_list_asks_for_one_at_connect_and_again_until_it_has_it(
+    tmp_path: Path,
+) -> None:
+    link = _Link()
+    with controller_rig(tmp_path, with_list=False, sync=link, clock_probe=lambda: False) as rig:
+        rig.controller.process(Inbound("connected", b""))
+        assert len(link.resyncs) == 1 and len(link.time_requests) == 1  # at once
+        rig.clock.advance(31)
+        rig.controller.process(DoorInput("contact_closed", rig.clock.now()))
+        assert len(link.resyncs) == 2  # and again while it has none
+        rig.controller.process(Inbound("revocations_full",
+                                       rig.kit.revocation_list(1, rig.clock.now())))
+        rig.clock.advance(31)
+        rig.controller.process(DoorInput("contact_closed", rig.clock.now()))
+        assert len(link.resyncs) == 2 and rig.revocations.state == "ok"
