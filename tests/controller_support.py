@@ -16,8 +16,10 @@ from agent.gate.controller import Controller
 from agent.gate.parts import InboundHandler, Parts, SyncPort
 from agent.gate.timekeeper import Probe, Timekeeper
 from agent.protocol.keys import load_keyring
+from agent.protocol.revocation import parse_revocation_list
 from agent.runtime.hwsettings import indicator_settings, relay_settings
-from agent.store import EntryLog, Meta, ReplayCache, RevocationStore
+from agent.store import EntryLog, Meta, RevocationStore
+from agent.store.replaylog import LoggedReplays
 from agent.store.resend import ResendableOutbox
 from hw.door import RelayDoor
 from hw.indicators import make_indicators
@@ -52,14 +54,22 @@ class Rig:
 @contextmanager
 def controller_rig(
     tmp_path: Path, *, clock_probe: Probe | None = None, sync: SyncPort | None = None,
-    handlers: dict[str, InboundHandler] | None = None, **sections: dict[str, Any],
+    handlers: dict[str, InboundHandler] | None = None, with_list: bool = True,
+    kit: DemoKit | None = None, decide_on_timekeeper: bool = False,
+    **sections: dict[str, Any],
 ) -> Iterator[Rig]:
     """Everything real except the pins (gpiozero MockFactory) and the clock (FixedClock).
 
-    ``clock_probe``: decide on a Timekeeper asking this probe whether NTP has the clock;
-    ``sync``: a stand-in for the link to the centre; ``handlers``: extra inbound handlers.
+    The stores are opened as the daemon opens them (meta.json and the entry log hold the
+    high-water marks; replay keys live in the entry log). ``with_list``: a gate that has
+    its provisioning list (version 1, revoking the kit's revoked courier); without one
+    every grant is ``revocations_unknown``. ``clock_probe``: decide on a Timekeeper
+    asking this probe whether NTP has the clock; ``sync``: a stand-in for the link to
+    the centre; ``handlers``: extra inbound handlers; ``kit``: the keys of an earlier rig
+    (a restart of the same gate); ``decide_on_timekeeper``: the Timekeeper is the
+    controller's clock, as in the daemon (the FixedClock is then the system clock).
     """
-    kit = make_kit(tmp_path / "kit")
+    kit = kit or make_kit(tmp_path / "kit")
     state = tmp_path / "state"
     raw = kit.config(state, **sections)
     config = config_from_mapping(raw, base_dir=tmp_path)
@@ -67,17 +77,24 @@ def controller_rig(
     factory = make_pin_factory("mock")
     door = RelayDoor(relay_settings(config.door), factory)
     indicators = make_indicators(indicator_settings(config.indicators), factory)
-    entry_log = EntryLog(state, clock=clock)
-    revocations = RevocationStore(state, clock=clock)
-    replays = ReplayCache(state, clock=clock)
     meta = Meta(state, clock=clock)
+    entry_log = EntryLog(state, clock=clock, meta=meta)
+    revocations = RevocationStore(state, clock=clock, highwater=entry_log.highwater)
+    if with_list and revocations.version is None:
+        revocations.apply(parse_revocation_list(
+            kit.revocation_list(1, clock.now()),
+            load_keyring(config.trust.keys_dir, config.trust.ops_keys_dir), clock.now()))
+    replays = LoggedReplays(entry_log)
     seen: list[dict[str, Any]] = []
     outbox = ResendableOutbox(entry_log)
+    trust = (Timekeeper(clock, meta, probe=clock_probe, marks=entry_log.highwater)
+             if clock_probe is not None else None)
     parts = Parts(
-        config=config, clock=clock, door=door, indicators=indicators,
+        config=config, clock=trust if trust is not None and decide_on_timekeeper else clock,
+        door=door, indicators=indicators,
         keyring=load_keyring(config.trust.keys_dir, config.trust.ops_keys_dir),
         revocations=revocations, replays=replays, meta=meta, entry_log=entry_log,
-        trust=Timekeeper(clock, probe=clock_probe) if clock_probe is not None else None,
+        trust=trust,
         outbox=outbox, observer=seen.append,
     )
     controller = Controller(parts, extra_handlers=handlers)
@@ -90,8 +107,8 @@ def controller_rig(
         controller.stop(5)
         door.close()
         indicators.close()
-        entry_log.close()
         revocations.close()
         replays.close()
+        entry_log.close()
         meta.close()
         factory.close()

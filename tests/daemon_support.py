@@ -40,10 +40,16 @@ def toml_text(raw: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def gate_files(tmp_path: Path, broker_url: str | None = None,
+def gate_files(tmp_path: Path, broker_url: str | None = None, *, with_list: bool = True,
                **sections: dict[str, Any]) -> tuple[DemoKit, Path]:
-    """Keys and a config file for one gate; static credentials accepted (replay-free)."""
+    """Keys and a config file for one gate; static credentials accepted (replay-free).
+
+    ``with_list``: the gate has its provisioning revocation list (an empty version 1), as
+    a provisioned gate does; without one every grant is ``revocations_unknown``.
+    """
     kit = make_kit(tmp_path / "kit")
+    if with_list:
+        install_list(kit, tmp_path / "state", kit.revocation_list(1, time.time(), ()))
     base = {"policy": {"on_untrusted_clock": "allow", "accept_static": True}}
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)
@@ -53,6 +59,17 @@ def gate_files(tmp_path: Path, broker_url: str | None = None,
     config = tmp_path / "config.toml"
     config.write_text(toml_text(raw))
     return kit, config
+
+
+def install_list(kit: DemoKit, state: Path, signed: bytes) -> None:
+    """Install a signed list as ``gate-agent revocations apply`` does (daemon stopped)."""
+    from agent.protocol.keys import load_keyring
+    from agent.protocol.revocation import parse_revocation_list
+    from agent.store import RevocationStore
+
+    keyring = load_keyring(kit.issuers_dir, kit.ops_dir)
+    with RevocationStore(state) as store:
+        store.apply(parse_revocation_list(signed, keyring, time.time()))
 
 
 def clip(tmp_path: Path, texts: list[str], show_s: float = 0.6, gap_s: float = 0.9) -> Path:

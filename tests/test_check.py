@@ -39,7 +39,7 @@ def test_config_only_for_systemd_exec_start_pre(tmp_path: Path) -> None:
 def test_fresh_gate_fails_on_the_missing_revocation_list_and_skips_the_click(
     tmp_path: Path,
 ) -> None:
-    _, config = gate_files(tmp_path)
+    _, config = gate_files(tmp_path, with_list=False)
     done = _check("--config", str(config), "--json")
     assert done.returncode == 1
     results = _results(done)
@@ -58,7 +58,8 @@ def test_fresh_gate_fails_on_the_missing_revocation_list_and_skips_the_click(
 def test_a_ready_gate_passes_relay_inputs_broker_and_revocations(
     tmp_path: Path, broker: Broker
 ) -> None:
-    kit, config = gate_files(tmp_path, broker.url, door={"exit_pin": 22, "contact_pin": 27})
+    kit, config = gate_files(tmp_path, broker.url, door={"exit_pin": 22, "contact_pin": 27},
+                             with_list=False)
     revocations = tmp_path / "list.bin"
     revocations.write_bytes(kit.revocation_list(1, time.time()))
     env = dict(os.environ, PYTHONPATH=str(ROOT))

@@ -45,7 +45,8 @@ def _card_clip(tmp_path: Path) -> Path:
 def _camera_config(tmp_path: Path, device: str | int, fresh_list: bool = False) -> Path:
     """A gate with this camera; ``fresh_list``: a revocation list applied, so the scanner
     is the only item that can fail besides the host's clock."""
-    kit, config = gate_files(tmp_path, scanner={"kind": "camera"}, camera={"device": device})
+    kit, config = gate_files(tmp_path, scanner={"kind": "camera"}, camera={"device": device},
+                             with_list=False)
     if fresh_list:
         listing = tmp_path / "list.bin"
         listing.write_bytes(kit.revocation_list(1, time.time()))

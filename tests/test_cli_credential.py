@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,27 @@ def gate(tmp_path: Path) -> Path:
         '[trust]\nkeys_dir = "issuers"\nops_keys_dir = "ops"\n'
         '[state]\ndir = "state"\n'
     )
+    _install_list(tmp_path, 1, 0)  # the provisioning list: without one, scans are refused
     return tmp_path
+
+
+def _install_list(gate: Path, version: int, age_h: float) -> None:
+    """A signed, empty full list issued ``age_h`` before AT, installed as an installer does."""
+    from agent.core.timefmt import parse_instant
+    from agent.protocol.keys import load_keyring, load_signing_key
+    from agent.protocol.revocation import (
+        RevocationList,
+        parse_revocation_list,
+        sign_revocation_list,
+    )
+    from agent.store.revocations import RevocationStore
+
+    at = parse_instant(AT)
+    signed = sign_revocation_list(RevocationList("full", version, None, int(at - age_h * 3600),
+                                                 ()), load_signing_key(gate / "ops1.key"), "ops1")
+    keyring = load_keyring(gate / "issuers", gate / "ops")
+    with RevocationStore(gate / "state") as store:
+        store.apply(parse_revocation_list(signed, keyring, at))
 
 
 def _issue(gate: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
@@ -77,20 +98,24 @@ def test_keys_new_writes_private_0600_and_refuses_to_overwrite(tmp_path: Path) -
     assert again.stderr.count("\n") == 1 and "already exists" in again.stderr
 
 
-def test_live_code_granted_once_then_replayed_across_calls(
+def test_live_code_granted_once_then_replayed_and_at_leaves_the_state_alone(
     gate: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cred = _issue(gate, capsys, "--holder-pub", str(gate / "phone" / "holder.pub"))
     code = _present(gate, capsys, cred)
     assert code.startswith("QP1:")
-    first = _run("gate-agent", "verify", "--config", str(gate / "config.toml"), "--at", AT, code)
-    assert first.returncode == 0, first.stderr
-    decision = json.loads(first.stdout)
-    assert decision["granted"] is True and decision["reason"] == "ok"
-    assert decision["sub"] == "C42" and len(decision["cti"]) == 16
-    second = _run("gate-agent", "verify", "--config", str(gate / "config.toml"), "--at", AT, code)
-    assert second.returncode == 1
-    assert json.loads(second.stdout)["reason"] == "replayed"
+    state = gate / "state"
+    before = {p.name: p.read_bytes() for p in state.iterdir() if p.is_file()}
+    both = _run("gate-agent", "verify", "--config", str(gate / "config.toml"), "--at", AT, "-",
+                stdin=f"{code}\n{code}\n")
+    assert both.returncode == 1, both.stderr
+    first, second = (json.loads(line) for line in both.stdout.splitlines())
+    assert first["granted"] is True and first["reason"] == "ok"
+    assert first["sub"] == "C42" and len(first["cti"]) == 16
+    assert second["reason"] == "replayed"  # remembered for the run
+    # --at looks at another time: it never writes (or prunes) the gate's state.
+    assert {p.name: p.read_bytes() for p in state.iterdir() if p.is_file()} == before
+    decision = first
     # The static credential of a bound courier is not enough on its own.
     assert _verify(gate, capsys, cred) == (
         1, [{"granted": False, "reason": "holder_required", "sub": "C42",
@@ -118,11 +143,13 @@ def test_png_rendered_by_gatectl_verifies_through_the_image_path(
                   "--qr", str(gate / "cred.png"))
     assert (gate / "cred.png").stat().st_size > 0
     live = _present(gate, capsys, cred, "--qr", str(gate / "live.png"))
-    code, lines = _verify(gate, capsys, "--image", str(gate / "live.png"))
-    assert code == 0, lines
+    code, lines = _verify(gate, capsys, "--image", str(gate / "live.png"),
+                          "--image", str(gate / "live.png"))
+    assert code == 1, lines
     assert lines[0]["granted"] and lines[0]["sub"] == "C42"
-    # The image held exactly the printed text: the same code as text is now a replay.
-    assert _verify(gate, capsys, live)[1][0]["reason"] == "replayed"
+    # The image held exactly the printed text: read again in the same run, a replay.
+    assert lines[1]["reason"] == "replayed"
+    assert _verify(gate, capsys, live)[1][0]["reason"] == "ok"  # --at remembered nothing
 
 
 def test_image_without_a_code_is_no_code(gate: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -237,29 +264,36 @@ def test_verify_while_the_daemon_holds_the_state_writes_nothing_and_says_so(
 ) -> None:
     import io
 
+    from agent.core.timefmt import parse_instant
     from agent.store.revocations import RevocationStore
 
+    # Without --at verify judges at the real time: issue and present the code then.
+    now = parse_instant(AT)
+    monkeypatch.setattr(time, "time", lambda: now)
     cred = _issue(gate, capsys, "--holder-pub", str(gate / "phone" / "holder.pub"))
     first, second = _present(gate, capsys, cred), _present(gate, capsys, cred)
-    replay_file = gate / "state" / "replay.json"
-    assert _verify(gate, capsys, first)[1][0]["reason"] == "ok"  # no daemon: remembered
-    on_disk = replay_file.read_bytes()
+    config = str(gate / "config.toml")
+    capsys.readouterr()
+    assert gate_agent.main(["verify", "--config", config, first]) == 0  # no daemon: remembered
+    db = gate / "state" / "outbox.db"
+    on_disk = db.read_bytes()
     daemon = RevocationStore(gate / "state")  # what the running daemon holds: the lock
     try:
         monkeypatch.setattr(sys, "stdin", io.StringIO(f"{second}\n{second}\n{first}\n"))
         capsys.readouterr()
-        code = gate_agent.main(["verify", "--config", str(gate / "config.toml"), "--at", AT, "-"])
+        code = gate_agent.main(["verify", "--config", config, "-"])
         out, err = capsys.readouterr()
         reasons = [json.loads(line)["reason"] for line in out.splitlines()]
         assert (code, reasons) == (1, ["ok", "replayed", "replayed"])
         assert err.count("\n") == 1
         assert "daemon is using" in err and "replay cache is checked read-only" in err
-        assert replay_file.read_bytes() == on_disk  # nothing written behind the daemon
+        assert db.read_bytes() == on_disk  # nothing written behind the daemon
     finally:
         daemon.close()
     # Daemon gone: verify takes the lock again and writes what it grants.
-    assert _verify(gate, capsys, second)[1][0]["reason"] == "ok"
-    assert _verify(gate, capsys, second)[1][0]["reason"] == "replayed"
+    capsys.readouterr()
+    assert gate_agent.main(["verify", "--config", config, second]) == 0
+    assert gate_agent.main(["verify", "--config", config, second]) == 1
 
 
 def test_verify_applies_the_stale_list_rule_as_the_daemon_does(
@@ -277,13 +311,10 @@ def test_verify_applies_the_stale_list_rule_as_the_daemon_does(
     config = gate / "config.toml"
     config.write_text(config.read_text() + '[policy]\non_stale_revocations = "deny"\n')
     cred = _issue(gate, capsys, "--holder-pub", str(gate / "phone" / "holder.pub"))
-    assert _verify(gate, capsys, _present(gate, capsys, cred))[1][0]["reason"] == (
-        "revocations_stale"  # no list at all
-    )
     keyring = load_keyring(gate / "issuers", gate / "ops")
     ops = load_signing_key(gate / "ops1.key")
     at = parse_instant(AT)
-    for version, age_h, reason in ((1, 73, "revocations_stale"), (2, 1, "ok")):
+    for version, age_h, reason in ((2, 73, "revocations_stale"), (3, 1, "ok")):
         signed = sign_revocation_list(
             RevocationList("full", version, None, int(at - age_h * 3600), ()), ops, "ops1"
         )

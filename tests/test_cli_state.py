@@ -126,9 +126,13 @@ def test_revoked_credential_verifies_as_revoked(
                          "--scope", "binhai-0001", "--not-before", "2027-03-01T00:00:00Z"]) == 0
     code_text = capsys.readouterr().out.strip()
     code, out, _ = run(capsys, "verify", "--config", config, "--at", AT, code_text)
+    assert json.loads(out)["reason"] == "revocations_unknown"  # a gate never given a list
+    empty = make_list(gate, "v1.rl", "full", "--version", "1")
+    assert run(capsys, "revocations", "apply", str(empty), "--config", config)[0] == 0
+    code, out, _ = run(capsys, "verify", "--config", config, "--at", AT, code_text)
     before = json.loads(out)
     assert (code, before["granted"]) == (0, True)
-    lst = make_list(gate, "v1.rl", "full", "--version", "1", "--cti", before["cti"])
+    lst = make_list(gate, "v2.rl", "full", "--version", "2", "--cti", before["cti"])
     assert run(capsys, "revocations", "apply", str(lst), "--config", config)[0] == 0
     code, out, _ = run(capsys, "verify", "--config", config, "--at", AT, code_text)
     assert (code, json.loads(out)["reason"]) == (1, "revoked")

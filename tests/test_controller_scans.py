@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,8 +111,9 @@ def test_rate_limit_records_a_summary_instead_of_every_denial(tmp_path: Path) ->
         rig.clock.advance(61)
         rig.controller.process(DoorInput("contact_closed", rig.clock.now()))
         summary = rig.rows()[-1]
-        assert summary["kind"] == "rate_limit" and summary["suppressed"] == 7
-        assert summary["reasons"] == {"malformed": 7}
+        # 12 denials: 5 rows, the first rate_limited row, 6 counted (not the first again).
+        assert summary["kind"] == "rate_limit" and summary["suppressed"] == 6
+        assert summary["reasons"] == {"malformed": 6}
         assert _scan(rig, "garbage-again")["reason"] == "malformed"
 
 
@@ -147,18 +149,27 @@ def test_the_loop_survives_a_bad_event_and_drains_on_stop(tmp_path: Path) -> Non
         assert len(rig.controller.latencies) == 5
 
 
-def test_a_replay_cache_lost_to_corruption_is_an_alarm_and_the_gate_runs_on(
+def test_a_live_code_granted_before_the_entry_log_was_lost_is_refused_after_it(
     tmp_path: Path,
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "replay.json").write_text('{"_default": {"1": {"key": "ab"')  # torn mid-write
     with controller_rig(tmp_path) as rig:
         now = rig.clock.now()
-        rig.controller.process(Scan(rig.kit.valid_code("C-1", now), "sim", now, 0.0))
+        code = rig.kit.valid_code("C-1", now)
+        rig.controller.process(Scan(code, "sim", now, 0.0))
         assert [r["reason"] for r in rig.rows()] == ["ok"]
-        alarms = rig.controller.status()["alarms"]
-        assert "replay.json" in alarms["state_recovered"]
+        kit = rig.kit
+    for name in ("outbox.db", "outbox.db-wal", "outbox.db-shm"):  # the card lost the log
+        (tmp_path / "state" / name).unlink(missing_ok=True)
+    with controller_rig(tmp_path, kit=kit) as rig:  # replay keys went with the database
+        now = rig.clock.now()
+        rig.controller.process(Scan(code, "sim", now, 0.0))
+        rig.clock.advance(40)  # a code made after the recovery window
+        later = rig.clock.now()
+        rig.controller.process(Scan(kit.valid_code("C-2", later), "sim", later, 0.0))
+        scans = [r["reason"] for r in rig.rows() if r["kind"] == "scan"]
+        assert scans == ["replayed", "ok"]  # fails closed, and the gate runs on
+        assert any(r.get("alarm") == "entry_log_recovered" for r in rig.rows())
+        assert "seq 1-1 are lost" in rig.controller.status()["alarms"]["state_recovered"]
 
 
 def test_a_relay_fault_after_the_row_locks_and_adds_an_error_row_not_a_second_scan(
@@ -224,3 +235,106 @@ def test_an_unsynchronised_clock_denies_or_is_recorded_as_untrusted(
         (row,) = rig.rows()
         assert (row["reason"], row["clock_trusted"]) == (reason, False)
         assert rig.relay_went_high() is pulsed
+
+
+@pytest.mark.parametrize("offset_s", [-3600.0, -10.0, 10.0, 3600.0])
+def test_a_live_code_replayed_within_its_window_is_refused_whatever_the_system_clock_says(
+    tmp_path: Path, offset_s: float
+) -> None:
+    from agent.demo.kit import OPS_KID
+    from agent.protocol.timemsg import sign_time
+
+    with controller_rig(tmp_path, clock_probe=lambda: False, decide_on_timekeeper=True) as rig:
+        real = rig.clock.now()
+        rig.clock.advance(offset_s)  # the system clock is off; the centre's time is not
+        keeper = rig.controller.parts.trust
+        assert keeper is not None
+        request = keeper.time_request(connected_now=True)
+        assert request is not None
+        rig.controller.process(Inbound("time", sign_time(real, rig.kit.ops, OPS_KID,
+                                                         nonce=request["nonce"])))
+        assert str(keeper.state) == "centre"
+        code = rig.kit.valid_code("C-1", real)
+        rig.controller.process(Scan(code, "sim", real, rig.clock.monotonic()))
+        rig.clock.advance(28)  # a screenshot, 28 s later: still inside its window
+        rig.controller.process(DoorInput("contact_closed", rig.clock.now()))  # upkeep ticks
+        rig.controller.process(Scan(code, "sim", real + 28, rig.clock.monotonic()))
+        scans = [(r["reason"], r["clock"]) for r in rig.rows() if r["kind"] == "scan"]
+        assert scans == [("ok", "centre"), ("replayed", "centre")]
+
+
+def test_rate_limit_counts_are_exact_after_stop(tmp_path: Path) -> None:
+    with controller_rig(tmp_path, policy={"denials_per_minute": 5}) as rig:
+        rig.controller.start()
+        now = rig.clock.now()
+        for n in range(40):
+            rig.controller.submit(Scan(f"garbage-{n}", "sim", now, 0.0))
+        assert rig.controller.stop(10)  # SIGTERM's path: drain, then stop
+        rows = rig.rows()
+        one_by_one = sum(1 for r in rows if r["kind"] == "scan")
+        summarised = sum(r["suppressed"] for r in rows if r["kind"] == "rate_limit")
+        assert one_by_one == 6 and one_by_one + summarised == 40  # each denial counted once
+
+
+def test_a_list_that_failed_to_install_on_a_write_error_is_installed_once_it_can_be(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    with controller_rig(tmp_path) as rig:
+        now = rig.clock.now()
+        # A real write failure: the temp name the list is written to is taken by a folder.
+        blocker = tmp_path / "state" / f".revocations.snap.tmp-{os.getpid()}"
+        blocker.mkdir()
+        rig.controller.process(Inbound("revocations_full",
+                                       rig.kit.revocation_list(2, now, ("C-5",))))
+        assert rig.revocations.version == 1 and rig.controller.upkeep.install_failures == 1
+        blocker.rmdir()  # space freed
+        rig.clock.advance(11)
+        rig.controller.process(DoorInput("contact_closed", rig.clock.now()))  # a tick
+        assert rig.revocations.version == 2
+        code = rig.kit.valid_code("C-5", rig.clock.now())
+        rig.controller.process(Scan(code, "sim", rig.clock.now(), rig.clock.monotonic()))
+        assert rig.rows()[-1]["reason"] == "revoked"
+
+
+class _Link:
+    """The link to the centre as the controller sees it: connected, recording requests."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.resyncs: list[tuple[str, int | None]] = []
+        self.time_requests: list[dict[str, Any]] = []
+
+    def notify(self) -> None:
+        pass
+
+    def publish_result(self, cmd_id: str, ok: bool, reason: str, detail: str = "") -> None:
+        pass
+
+    def request_resync(self, reason: str, have_version: int | None = None) -> None:
+        self.resyncs.append((reason, have_version))
+
+    def request_time(self, request: dict[str, Any]) -> None:
+        self.time_requests.append(request)
+
+    def publish_status_now(self) -> None:
+        pass
+
+
+def test_a_gate_without_a_list_asks_for_one_at_connect_and_again_until_it_has_it(
+    tmp_path: Path,
+) -> None:
+    link = _Link()
+    with controller_rig(tmp_path, with_list=False, sync=link, clock_probe=lambda: False) as rig:
+        rig.controller.process(Inbound("connected", b""))
+        assert len(link.resyncs) == 1 and len(link.time_requests) == 1  # at once
+        rig.clock.advance(31)
+        rig.controller.process(DoorInput("contact_closed", rig.clock.now()))
+        assert len(link.resyncs) == 2  # and again while it has none
+        rig.controller.process(Inbound("revocations_full",
+                                       rig.kit.revocation_list(1, rig.clock.now())))
+        rig.clock.advance(31)
+        rig.controller.process(DoorInput("contact_closed", rig.clock.now()))
+        assert len(link.resyncs) == 2 and rig.revocations.state == "ok"

@@ -36,7 +36,7 @@ def test_valid_and_invalid_scans_give_exact_pulses_and_events(
     subscriber = Subscriber(broker.url, [f"gate/v1/{kit.site}/{kit.gate}/#"])
     try:
         # The revoked courier reaches the gate the way the centre sends it: retained, over MQTT.
-        subscriber.publish("gate/v1/revocations/full", kit.revocation_list(1, now), retain=True)
+        subscriber.publish("gate/v1/revocations/full", kit.revocation_list(2, now), retain=True)
         daemon = DaemonProcess(config, "--source", str(source), "--exit-when-source-ends")
         assert daemon.wait(90) == 0, daemon.stderr()
         decisions = daemon.of("decision")

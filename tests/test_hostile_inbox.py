@@ -138,6 +138,8 @@ def test_the_sync_worker_refuses_oversize_payloads_before_queueing(
         time.sleep(0.2)  # the SUBACK: no event says when the subscription is live
         publisher.publish(f"gate/v1/{SITE}/{GATE}/cmd", bytes(101))
         publisher.publish(f"gate/v1/{SITE}/{GATE}/cmd", bytes(100))
+        first = delivered.get(timeout=10)
+        assert first.kind == "connected"  # the link's own signal comes first
         assert delivered.get(timeout=10).payload == bytes(100)
         assert sync.oversize == 1 and delivered.empty()
     finally:

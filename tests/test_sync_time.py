@@ -28,23 +28,31 @@ def test_decision_clock_never_runs_below_the_persisted_floor(tmp_path: Path) -> 
     assert rebooted.state is ClockState.UNTRUSTED and not rebooted.trusted
 
 
-def test_signed_time_message_makes_an_unsynchronised_clock_trusted(tmp_path: Path) -> None:
+def test_signed_answer_to_our_nonce_makes_an_unsynchronised_clock_trusted(
+    tmp_path: Path,
+) -> None:
     ops = make_ops_keys(tmp_path)
     clock = FixedClock(T0 - 3600)  # an hour slow, not synchronised
     keeper = Timekeeper(clock, None, probe=lambda: False)
-    msg = parse_time(sign_time(T0, ops.key, ops.kid), ops.keyring, keeper.now())
+    broadcast = parse_time(sign_time(T0, ops.key, ops.kid), ops.keyring, keeper.now())
+    assert keeper.accept_time(broadcast).reason == "needs_nonce"  # could be a replay
+    request = keeper.time_request(connected_now=True)
+    assert request is not None
+    msg = parse_time(sign_time(T0, ops.key, ops.kid, nonce=request["nonce"]), ops.keyring,
+                     keeper.now())
     assert keeper.accept_time(msg).applied
     assert keeper.state is ClockState.CENTRE and keeper.now() == T0
     clock.advance(10)
     assert keeper.now() == T0 + 10
     # Replaying the same (or an older) message is refused.
-    assert keeper.accept_time(msg).reason == "not_newer"
+    assert keeper.accept_time(msg).reason == "unknown_nonce"
+    assert keeper.accept_time(broadcast).reason == "not_newer"
 
 
 def test_replayed_old_time_message_cannot_move_the_clock_back(tmp_path: Path) -> None:
     ops = make_ops_keys(tmp_path)
+    Timekeeper(FixedClock(T0), Meta(tmp_path), probe=lambda: True).persist()
     keeper = Timekeeper(FixedClock(T0), Meta(tmp_path), probe=lambda: False)
-    keeper.persist()
     old = parse_time(sign_time(T0 - 7200, ops.key, ops.kid), ops.keyring, T0)
     assert keeper.accept_time(old).reason == "older_than_floor"
     assert keeper.now() == T0

@@ -294,6 +294,8 @@ class TlsGate:
                 msg = self.inbound.get(timeout=0.05)
             except queue.Empty:
                 continue
+            if msg.kind == "connected":  # the link's own signal, not a broker message
+                continue
             self.received.append(msg)
             if msg.kind == "cmd" and self.ops is not None:
                 try:

@@ -33,6 +33,7 @@ class Case:
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     clock_synchronised: bool = True
     before: Callable[[Rig, str], None] | None = None  # state the gate has before the scan
+    with_list: bool = True  # the gate has its provisioning revocation list
 
 
 def _valid(rig: Rig) -> str:
@@ -60,7 +61,12 @@ def _scan_once(rig: Rig, text: str) -> None:
 
 def _install_list(rig: Rig, _text: str) -> None:
     rig.controller.process(Inbound("revocations_full",
-                                   rig.kit.revocation_list(1, rig.clock.now())))
+                                   rig.kit.revocation_list(2, rig.clock.now())))
+
+
+def _install_old_list(rig: Rig, _text: str) -> None:
+    rig.controller.process(Inbound("revocations_full",
+                                   rig.kit.revocation_list(2, rig.clock.now() - 100 * HOUR)))
 
 
 CASES = [
@@ -80,10 +86,15 @@ CASES = [
     Case(Reason.PRESENTATION_EXPIRED, lambda rig: rig.kit.presentation(
         rig.kit.credential("C-6", rig.clock.now()), "C-6", rig.clock.now() - 120)),
     Case(Reason.REPLAYED, _valid, before=_scan_once),
-    Case(Reason.CLOCK_UNTRUSTED, _valid, clock_synchronised=False),
+    Case(Reason.CLOCK_UNTRUSTED, _valid, clock_synchronised=False,
+         sections={"policy": {"on_untrusted_clock": "deny"}}),
+    Case(Reason.CLOCK_UNTRUSTED, lambda rig: _presented(
+        rig, "C-8", not_before=rig.clock.now() - 11.5 * HOUR, ttl_s=12 * HOUR),
+        clock_synchronised=False),  # the default interval rule: expires within the margin
     Case(Reason.LOCKDOWN, _valid, sections={"policy": {"mode": "lockdown"}}),
-    Case(Reason.REVOCATIONS_STALE, _valid,
+    Case(Reason.REVOCATIONS_STALE, _valid, before=_install_old_list,
          sections={"policy": {"on_stale_revocations": "deny"}}),
+    Case(Reason.REVOCATIONS_UNKNOWN, _valid, with_list=False),
 ]
 
 # Not reachable by verify on purpose: rate limiting protects a door from a flood and a
@@ -126,10 +137,11 @@ def test_two_codes_in_one_frame_are_one_scan_for_verify_and_daemon(tmp_path: Pat
         assert [r["reason"] for r in rig.rows()][-1] == "ok"
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.reason.value for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.reason.value}-{n}" for n, c in enumerate(CASES)])
 def test_verify_answers_what_the_daemon_answers(tmp_path: Path, case: Case) -> None:
     synced = case.clock_synchronised
-    with controller_rig(tmp_path, clock_probe=lambda: synced, **case.sections) as rig:
+    with controller_rig(tmp_path, clock_probe=lambda: synced, with_list=case.with_list,
+                        **case.sections) as rig:
         text = case.code(rig)
         if case.before is not None:
             case.before(rig, text)

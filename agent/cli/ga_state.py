@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -24,7 +25,9 @@ from agent.gate.gatekeeper import list_status
 from agent.protocol.keys import load_keyring
 from agent.protocol.revocation import parse_revocation_list
 from agent.store.entrylog import OUTBOX_FILE, Entry, EntryLog, OutboxStatus
+from agent.store.meta import Meta
 from agent.store.owner import become_state_owner
+from agent.store.recovery import read_recoveries
 from agent.store.revocations import RevocationStatus, RevocationStore
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[Any]"
@@ -94,8 +97,18 @@ def _apply(args: argparse.Namespace) -> int:
     clock = SystemClock()
     lst = parse_revocation_list(data, keyring, clock.now())
     become_state_owner(config.state.dir)
-    with RevocationStore(config.state.dir, clock=clock) as store:
-        store.apply(lst)
+    state = config.state.dir
+    with RevocationStore(state, clock=clock) as store:  # takes the writer lock first
+        # The marks the daemon keeps: an install here raises them too.
+        meta = Meta(state, clock=clock)
+        entry_log = EntryLog(state, clock=clock, meta=meta)
+        try:
+            if entry_log.highwater is not None:
+                store.use_highwater(entry_log.highwater)
+            store.apply(lst)
+        finally:
+            entry_log.close()
+            meta.close()
         print(
             f"installed revocation list version {lst.version} ({lst.kind}), "
             f"{store.entries} entries, issued {format_instant(lst.issued_at)}"
@@ -118,8 +131,14 @@ def _check_looks_like_a_list(data: bytes, name: str) -> None:
 
 def _revocations_status(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    store = RevocationStore(config.state.dir, read_only=True)
+    found = read_recoveries(config.state.dir)
+    store = RevocationStore(config.state.dir, read_only=True,
+                            min_version=found.revocations_mark())
     status = store.status()
+    store.close()
+    # What the daemon found and recovered from stays listed until cleared.
+    recorded = [*found.of("revocations"), *found.of("state"), *found.unreadable]
+    status = replace(status, problems=tuple(dict.fromkeys([*status.problems, *recorded])))
     max_age_s = config.policy.revocations_max_age_h * 3600.0
     stale = list_status(store, time.time(), config.policy.revocations_max_age_h).stale
     if args.json:
@@ -140,6 +159,9 @@ def _print_revocations(status: RevocationStatus, stale: bool) -> None:
             f"{format_instant(status.issued_at)} ({_age(status.age_s)} ago)"
             + (", STALE" if stale else "")
         )
+    if status.state != "ok" and status.high_water is not None:
+        print(f"UNKNOWN: this gate had version {status.high_water}; scans are denied "
+              "(revocations_unknown) until the centre's full list is installed")
     for problem in status.problems:
         print(f"problem: {problem}")
 
@@ -202,6 +224,9 @@ def _outbox_status(args: argparse.Namespace) -> int:
     else:
         with log:
             status = log.status()
+    found = read_recoveries(config.state.dir)
+    status = replace(status, problems=tuple(dict.fromkeys([*status.problems,
+                                                          *found.of("entry_log")])))
     if args.json:
         emit_json(status.to_json())
         return EXIT_OK
@@ -211,6 +236,9 @@ def _outbox_status(args: argparse.Namespace) -> int:
         f"{status.last_seq}; {status.disk_bytes / 1_048_576:.1f} MB on disk; capacity "
         f"{status.capacity}" + (" (FULL: check the broker connection)" if status.full else "")
     )
+    for first, last in status.lost:
+        print(f"LOST: seq {first}-{last} (report them to the centre, then "
+              "`gate-agent state clear`)")
     for problem in status.problems:
         print(f"problem: {problem}")
     return EXIT_OK

@@ -13,6 +13,7 @@ COMMANDS: list[str] = [
     "agent.cli.ga_daemon",
     "agent.cli.ga_state",
     "agent.cli.ga_provision",
+    "agent.cli.ga_recovery",
 ]
 
 

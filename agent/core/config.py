@@ -101,8 +101,15 @@ class PolicySection:
     # Revocation list older than this raises an alarm (and denies, if on_stale = "deny").
     revocations_max_age_h: float = opt(72.0, _upto(24 * 365))
     on_stale_revocations: Literal["alarm", "deny"] = opt("alarm")
-    # What to do when the system clock is not known to be synchronised.
-    on_untrusted_clock: Literal["deny", "allow"] = opt("deny")
+    # No list provably as new as the newest the gate had (lost, downgraded, never had
+    # one): "deny" every scan (revocations_unknown), or "use_older" list it still has
+    # (never "admit everyone": with no list at all scans are denied either way).
+    on_unknown_revocations: Literal["deny", "use_older"] = opt("deny")
+    # What to do when no clock source is trusted ([clock]): "interval" grants only
+    # credentials valid over the whole [time floor, clock + untrusted_margin_s] span;
+    # "deny" refuses every scan; "allow" decides with the floor-protected clock.
+    on_untrusted_clock: Literal["interval", "deny", "allow"] = opt("interval")
+    untrusted_margin_s: float = opt(3600.0, _non_negative)
     # Denied scans allowed per gate per minute before further scans are rate_limited.
     denials_per_minute: int = opt(20, _upto(100_000))
     # Standing gate mode; the centre can switch it by command (optionally for a while).
@@ -114,6 +121,24 @@ class StateSection:
     dir: Path = opt(Path("/var/lib/gate-agent"))
     outbox_capacity: int = opt(200_000, _upto(100_000_000))
     retention_days: int = opt(90, _upto(3650))
+
+
+@dataclass(frozen=True)
+class ClockSection:
+    # A battery-backed hardware clock is fitted (an RTC HAT): trust the system clock
+    # after boot even before NTP answers (never below the time floor).
+    rtc: bool = opt(False)
+    # After NTP was synchronised this boot, keep trusting that time (plus monotonic time)
+    # this long when NTP is lost; a Pi's crystal drifts < 50 ppm (~4 s a day).
+    holdover_h: float = opt(24.0, _non_negative)
+    # A nonce-answered centre time is trusted this long (plus monotonic time since).
+    centre_valid_h: float = opt(6.0, _positive)
+    # A trusted clock this far below the time floor is in conflict with it (untrusted).
+    floor_bound_s: float = opt(300.0, _positive)
+    # A broadcast centre time (no nonce) may move a centre time forward this far at most.
+    forward_bound_s: float = opt(300.0, _positive)
+    # Ask the centre for time this often while the clock is untrusted.
+    request_every_s: float = opt(60.0, _positive)
 
 
 @dataclass(frozen=True)
@@ -196,6 +221,7 @@ class Config:
     trust: TrustSection
     policy: PolicySection = field(default_factory=PolicySection)
     state: StateSection = field(default_factory=StateSection)
+    clock: ClockSection = field(default_factory=ClockSection)
     door: DoorSection = field(default_factory=DoorSection)
     indicators: IndicatorsSection = field(default_factory=IndicatorsSection)
     scanner: ScannerSection = field(default_factory=ScannerSection)

@@ -27,6 +27,8 @@ class Reason(StrEnum):
     LOCKDOWN = "lockdown"
     RATE_LIMITED = "rate_limited"
     REVOCATIONS_STALE = "revocations_stale"
+    # No revocation list the gate can prove at least as new as the newest it had.
+    REVOCATIONS_UNKNOWN = "revocations_unknown"
     INTERNAL_ERROR = "internal_error"
     # The frame held more than one code: another one was decided, this one ignored
     # (not verified, its replay key not used). See docs/decisions.md.
@@ -82,6 +84,7 @@ _CLASS_OF: dict[Reason, DenialClass] = {
     Reason.LOCKDOWN: DenialClass.UNAVAILABLE,
     Reason.RATE_LIMITED: DenialClass.UNAVAILABLE,
     Reason.REVOCATIONS_STALE: DenialClass.UNAVAILABLE,
+    Reason.REVOCATIONS_UNKNOWN: DenialClass.UNAVAILABLE,
 }
 
 

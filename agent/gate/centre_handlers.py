@@ -5,8 +5,8 @@ by an ops key, target, expiry, replay), remembered until they expire, executed t
 the controller (open, mode, resync, status, resend), and answered on ``cmd/result``;
 open and mode are also recorded in the entry log. ``resync`` asks the centre for its
 full revocation list; ``resend`` sends a range of past events again (agent/store/resend.py).
-Signed time messages go to the timekeeper. Revocation lists (full or delta) are installed
-in the revocation store; a delta that does not fit (a gap) asks for a full list. The
+Signed time messages go to the timekeeper. Revocation lists (full or delta) are
+agent.gate.upkeep's (install, retry after a write error, resync while unknown). The
 controller builds one of these and registers its handlers when it is built.
 """
 
@@ -16,13 +16,12 @@ import logging
 from collections import Counter
 from typing import Protocol, cast
 
-from agent.core.errors import ProtocolError, RevocationListError
+from agent.core.errors import ProtocolError
 from agent.core.events import Inbound
 from agent.gate.modes import Mode
 from agent.gate.parts import CommandSync, Parts, Requeue
 from agent.gate.timekeeper import Timekeeper
 from agent.protocol.command import Command, CommandRefused, parse_command
-from agent.protocol.revocation import parse_revocation_list
 from agent.protocol.timemsg import parse_time
 
 log = logging.getLogger(__name__)
@@ -131,26 +130,3 @@ class CentreHandlers:
             return
         update = self._timekeeper.accept_time(msg)
         log.info("centre time message: %s", update.reason)
-
-
-    def on_revocation_list(self, ev: Inbound) -> None:
-        store = self._parts.revocations
-        try:
-            lst = parse_revocation_list(ev.payload, self._parts.keyring, self._parts.clock.now())
-        except RevocationListError as exc:
-            log.warning("revocation list from the centre refused: %s", exc)
-            self.refused["revocations"] += 1
-            return
-        if store.version is not None and lst.version <= store.version and ev.retained:
-            log.debug("retained revocation list version %d already installed", lst.version)
-            return
-        try:
-            store.apply(lst)
-        except RevocationListError as exc:
-            if exc.gap and self.sync is not None:
-                log.warning("revocation list gap (%s): asking the centre for a full list", exc)
-                self.sync.request_resync(str(exc), store.version)
-            else:
-                log.warning("revocation list refused: %s", exc)
-            return
-        log.info("revocation list %s version %d installed", lst.kind, lst.version)

@@ -39,6 +39,7 @@ from agent.gate.modes import Mode, ModeKeeper
 from agent.gate.parts import InboundHandler, Parts, SyncPort
 from agent.gate.ratelimit import DenialLimiter, Suppressed
 from agent.gate.recorder import Recorder
+from agent.gate.upkeep import Upkeep
 from agent.protocol.command import peek_command_id
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,13 @@ class Controller:
         self.actuator = DoorActuator(parts.door, cfg.door.unlock_s, self._clock, self._monitor,
                                      self._hold_wanted, self._alarms)
         self._centre = CentreHandlers(self, parts, parts.trust, parts.outbox)
+        self.upkeep = Upkeep(self._clock, parts.keyring, parts.revocations,
+                             timekeeper=parts.trust, entry_log=parts.entry_log,
+                             refused=self._centre.refused)
         self._handlers: dict[str, InboundHandler] = {
-            "revocations_full": self._centre.on_revocation_list,
-            "revocations_delta": self._centre.on_revocation_list,
+            "revocations_full": self.upkeep.on_list,
+            "revocations_delta": self.upkeep.on_list,
+            "connected": self.upkeep.on_connected,
             "cmd": self._centre.on_command,
             "time": self._centre.on_time,
             **(extra_handlers or {}),
@@ -99,6 +104,7 @@ class Controller:
         """The link to the centre, once it is built (it needs this controller's callbacks)."""
         self._sync = sync
         self._centre.sync = sync
+        self.upkeep.sync = sync
         self.recorder.uploader = sync
 
     # ---- feeding (any thread) -----------------------------------------------------------
@@ -174,6 +180,7 @@ class Controller:
                 continue
             if isinstance(event, Stop):
                 log.info("controller stopping: %s", event.reason)
+                self._guarded(self._flush_suppressed, None)
                 return
             self._busy = True
             self._guarded(self._handle, event)
@@ -233,15 +240,21 @@ class Controller:
     def _on_scan(self, scan: Scan) -> None:
         now = self._clock.now()
         verdict = self.gatekeeper.judge(scan.text, now, self._clock.monotonic())
-        verdict = self.gatekeeper.remember(verdict, now)
+        replay = None
+        if getattr(self.parts.replays, "with_entry_row", False):
+            replay = self.gatekeeper.replay_row(verdict)  # committed with the row: one fsync
+        else:
+            verdict = self.gatekeeper.remember(verdict, now)
         granted, reason = verdict.granted, verdict.reason
         pulse = granted and not self.actuator.holding
         row = record.scan(
             now, granted=granted, reason=reason.value, sub=verdict.sub, cti=verdict.cti,
             method=scan.method, door="unlocked" if pulse else "none",
             clock_trusted=verdict.clock_trusted if self.parts.trust is not None else None,
+            clock=verdict.clock,
         )
-        entry = self.recorder.record(row, notify=False) if verdict.record else None
+        entry = (self.recorder.record(row, notify=False, replay=replay) if verdict.record
+                 else None)
         self._scan_entry = entry
         if verdict.record and entry is None:
             granted, pulse, reason = False, False, Reason.INTERNAL_ERROR
@@ -380,7 +393,20 @@ class Controller:
             self._alarms["revocations_stale"] = format_instant(now)
         elif not stale:
             self._alarms.pop("revocations_stale", None)
+        trust = self.parts.trust
+        if trust is not None and not trust.trusted:  # the centre sees it; time is asked for
+            self._alarms.setdefault("clock_untrusted", format_instant(now))
+        else:
+            self._alarms.pop("clock_untrusted", None)
         self._maintain_stores()
+        self.upkeep.tick()
+
+    def _flush_suppressed(self, _: None) -> None:
+        """At stop: denials counted but not yet in a summary row get one now."""
+        limiter = self.gatekeeper.limiter
+        summary = limiter.flush() if limiter is not None else None
+        if summary is not None:
+            self._record_suppressed(summary, self._clock.now())
 
     def _maintain_stores(self) -> None:
         """Upkeep that must run on the thread owning the stores: compaction, recovery alarms."""

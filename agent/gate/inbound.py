@@ -48,7 +48,11 @@ CAPS: dict[str, int] = {
 TYPES = {"revocations_full": DOC_TYPE, "revocations_delta": DOC_TYPE, "cmd": COMMAND_TYPE,
          "time": TIME_TYPE}
 # Order the controller serves the centre queue in, and the slots of each kind.
-SLOTS = {"revocations_full": 2, "revocations_delta": 32, "cmd": 32, "time": 4}
+SLOTS = {"revocations_full": 2, "revocations_delta": 32, "cmd": 32, "time": 4,
+         "connected": 1}
+# The sync worker's own signal that a broker accepted the connection (no broker message
+# maps to this kind): empty, never signed, one slot.
+LINK_KINDS = frozenset({"connected"})
 VERIFY_MAX_BYTES = 4 * 1024 * 1024  # signature checked on the paho thread up to this size
 CENTRE_MAX_BYTES = MAX_LIST_BYTES + 8 * 1024 * 1024  # one full list and the small ones
 LOCAL_SLOTS = 1024
@@ -69,6 +73,8 @@ class Admission:
 
     def check(self, ev: Inbound) -> str | None:
         """None when ``ev`` may take a slot, else why not (one short reason)."""
+        if ev.kind in LINK_KINDS:
+            return None if not ev.payload else "malformed"
         cap = CAPS.get(ev.kind)
         if cap is None:
             return f"unknown kind {ev.kind!r}"

@@ -38,6 +38,9 @@ class GateContext:
     accept_static: bool = False
     presentation_window_s: int = 30
     clock_skew_s: int = 5
+    # Untrusted clock ("interval" rule): a credential signed by the centre proves the
+    # time is at least its iat, so the decision time is raised to it.
+    time_from_iat: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,11 @@ class Decision:
     detail: str = ""
     replay_key: str | None = None
     replay_until: float | None = None
+    # The credential's times, for the untrusted-clock rule (agent.gate.clockrule).
+    nbf: int | None = None
+    exp: int | None = None
+    iat: int | None = None
+    presented_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The public JSON shape (INTERFACE.md): granted, reason, sub, cti."""
@@ -140,6 +148,8 @@ def _decide(
             raise _Denied(Reason.BAD_SIGNATURE, "holder proof does not match the credential key")
     if not clock_trusted:
         raise _Denied(Reason.CLOCK_UNTRUSTED, "gate clock is not known to be right")
+    if ctx.time_from_iat:
+        now = max(now, float(cred.iat))
     replay_key = replay_until = None
     if proof is not None:
         age = now - proof.time
@@ -160,4 +170,5 @@ def _decide(
         raise _Denied(Reason.WRONG_SCOPE, f"credential is not for {ctx.site}/{ctx.gate}")
     if revocations.is_revoked(cred.cti, cred.sub, cred.iat):
         raise _Denied(Reason.REVOKED, "credential revoked by the centre")
-    return Decision(True, Reason.OK, cred.sub, cred.cti, "", replay_key, replay_until)
+    return Decision(True, Reason.OK, cred.sub, cred.cti, "", replay_key, replay_until,
+                    cred.nbf, cred.exp, cred.iat, None if proof is None else proof.time)

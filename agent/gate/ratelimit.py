@@ -5,7 +5,8 @@ as fast as frames arrive. Up to ``per_minute`` denials in any sliding minute are
 and recorded one row each as usual. Beyond that the gate is "limited": further denials
 get the reason ``rate_limited``; the first of an episode is recorded as a row of its own
 and the rest are only counted, and one summary row per minute (and one when the episode
-ends) says how many were suppressed and why. Grants are never limited: a valid
+ends, and one at stop: ``flush``) says how many were suppressed and why; the first of an
+episode has its own row and is not counted again in a summary. Grants are never limited: a valid
 signature cannot be brute-forced, and a real courier must not be locked out by a flood.
 Time is monotonic seconds, passed in.
 """
@@ -50,13 +51,18 @@ class DenialLimiter:
 
     def suppress(self, reason: str, mono: float) -> bool:
         """Count a denial beyond the limit; True for the first of an episode (record it)."""
-        first = self._episode is None
         if self._episode is None:
             self._episode = Suppressed()
             self._last_summary = mono
+            return True  # recorded as its own row: not counted in the summary too
         self._episode.count += 1
         self._episode.reasons[reason] += 1
-        return first
+        return False
+
+    def flush(self) -> Suppressed | None:
+        """At stop: what is counted and not yet in a summary row (None if nothing)."""
+        summary, self._episode = self._episode, None
+        return summary if summary is not None and summary.count else None
 
     def due_summary(self, mono: float) -> Suppressed | None:
         """A summary to record now: every window while limited, and once when it ends."""

@@ -51,8 +51,13 @@ class EntryRecord:
 
 
 def scan(at: float, *, granted: bool, reason: str, sub: str | None, cti: str | None,
-         method: str, door: DoorAction, clock_trusted: bool | None = None) -> EntryRecord:
-    return EntryRecord("scan", at, granted, reason, method, door, sub, cti, clock_trusted)
+         method: str, door: DoorAction, clock_trusted: bool | None = None,
+         clock: str | None = None) -> EntryRecord:
+    """``clock``: the decision clock's state (synchronised, centre, holdover, rtc,
+    untrusted), so the centre sees which scans were judged on an untrusted clock."""
+    extra = {"clock": clock} if clock is not None else {}
+    return EntryRecord("scan", at, granted, reason, method, door, sub, cti, clock_trusted,
+                       extra)
 
 
 def exit_pressed(at: float, *, door: DoorAction) -> EntryRecord:

@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 
 class EntryLogPort(Protocol):
-    def append(self, event: dict[str, Any]) -> Any: ...
+    def append(self, event: dict[str, Any], replay: tuple[str, float] | None = None) -> Any:
+        ...
 
 
 class Uploader(Protocol):
@@ -36,10 +37,14 @@ class Recorder:
         self.uploader: Uploader | None = None
         self.failures = 0
 
-    def record(self, entry: EntryRecord, *, notify: bool = True) -> Any:
-        """Durable append; the stored entry (with ``seq``), or None when it failed."""
+    def record(self, entry: EntryRecord, *, notify: bool = True,
+               replay: tuple[str, float] | None = None) -> Any:
+        """Durable append; the stored entry (with ``seq``), or None when it failed.
+        ``replay``: a grant's replay key, committed in the same transaction as its row."""
         try:
-            stored = self._log.append(entry.to_event(self._site, self._gate))
+            event = entry.to_event(self._site, self._gate)
+            stored = (self._log.append(event, replay=replay) if replay is not None
+                      else self._log.append(event))
         except Exception as exc:
             self.failures += 1
             self._alarms["entry_log"] = f"{type(exc).__name__}: {exc}"

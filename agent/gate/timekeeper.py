@@ -1,22 +1,28 @@
-"""The clock decisions are made with: is it trustworthy, and never below its floor.
+"""The one decision clock: which source to believe, how far, and what it may move.
 
-Three sources, in order of trust:
+States, most trusted first (``ClockState``):
 
-1. the system clock when the OS says it is synchronised (NTP via systemd-timesyncd or
-   chrony; checked with ``adjtimex`` and ``/run/systemd/timesync/synchronized``);
-2. a signed time message from the centre (``gate/v1/time``), used when the system
-   clock is not synchronised: its time plus the monotonic time elapsed since it came,
-   valid for ``centre_valid_s``;
-3. otherwise the system clock, marked *untrusted*.
+1. ``synchronised``: the OS says NTP has the clock (``adjtimex``, timesyncd's flag);
+2. ``centre``: a signed centre time message that answered this gate's own nonce (or a
+   broadcast that moved such a time forward within ``forward_bound_s``), plus monotonic
+   time since, for ``centre_valid_s``;
+3. ``holdover``: the clock was synchronised earlier in this boot: that time plus
+   monotonic time since, for ``holdover_s`` (a Pi's crystal drifts well under 50 ppm,
+   about 4 s a day: written in docs/protocol.md);
+4. ``rtc``: ``[clock] rtc = true`` declares a battery-backed hardware clock;
+5. ``untrusted``: none of these.
 
-Whatever the source, ``now()`` never returns less than the time floor: the highest
-time handed out so far, persisted in ``Meta`` every ``persist_every_s`` (a Pi has no
-battery clock and may boot at an old time). What happens to scans while the clock is
-untrusted is ``policy.on_untrusted_clock``: ``deny`` (default) refuses every scan with
-``clock_untrusted``; ``allow`` decides with ``now()`` anyway and the entry records the
-clock state.
+The time floor is the highest time a *trusted* state gave, persisted in meta.json and the
+entry log's high-water marks every ``persist_every_s`` and at stop; an untrusted clock
+never raises it. A trusted source more than ``floor_bound_s`` below the floor is in
+conflict with it and counts as untrusted (alarm ``clock_below_floor``), until a centre
+answer to this gate's nonce lowers the floor (alarm ``time_floor_lowered``): a floor saved
+from a clock in the future cannot lock the gate out for good.
 
-Not thread-safe by design: the controller thread owns it (it writes ``Meta``).
+``now()`` is the trusted time, or ``max(system clock, floor)`` when untrusted; what a scan
+may do then is ``[policy] on_untrusted_clock`` (agent.gate.clockrule). Requests for time
+carry a fresh nonce (``time_request``); only the answer carrying the outstanding nonce may
+set the clock from nothing or lower the floor. Controller thread only.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -32,6 +39,7 @@ from typing import Any, Protocol
 
 from agent.core.bounds import MAX_TIME, in_time_range
 from agent.core.clock import Clock
+from agent.core.config import ClockSection
 from agent.core.timefmt import format_instant
 from agent.protocol.timemsg import TimeMessage
 
@@ -52,16 +60,30 @@ class MetaStore(Protocol):
     def set(self, key: str, value: Any) -> None: ...
 
 
+class Marks(Protocol):
+    """The high-water marks (``agent.store.highwater.HighWater`` fits)."""
+
+    def get(self, key: str) -> float | None: ...
+
+    def raise_to(self, **values: float | None) -> None: ...
+
+    def lower_to(self, key: str, value: float, why: str) -> None: ...
+
+
 class ClockState(StrEnum):
     SYNCHRONISED = "synchronised"  # the OS says NTP has the clock
-    CENTRE = "centre"  # corrected by a recent signed time message
+    CENTRE = "centre"  # a nonce-proven signed time message, plus monotonic time
+    HOLDOVER = "holdover"  # synchronised earlier this boot, plus monotonic time
+    RTC = "rtc"  # a battery-backed hardware clock the config declares
     UNTRUSTED = "untrusted"
 
 
 @dataclass(frozen=True)
 class TimeUpdate:
     applied: bool
-    reason: str  # applied | synchronised | older_than_floor | not_newer | out_of_range
+    # applied | synchronised | older_than_floor | not_newer | unknown_nonce | needs_nonce
+    # | too_far_ahead | out_of_range
+    reason: str
 
 
 def _restored_floor(stored: Any, damage: list[str]) -> float:
@@ -73,6 +95,27 @@ def _restored_floor(stored: Any, damage: list[str]) -> float:
         damage.append(f"saved time floor {stored!r} is not a time before 2100: ignored")
         return 0.0
     return float(stored)
+
+
+@dataclass(frozen=True)
+class ClockSettings:
+    """``[clock]`` in the config (agent.core.config.ClockSection has the same names)."""
+
+    rtc: bool = False
+    holdover_s: float = 24 * 3600.0
+    centre_valid_s: float = 6 * 3600.0
+    floor_bound_s: float = 300.0
+    forward_bound_s: float = 300.0
+    request_every_s: float = 60.0
+
+
+def clock_settings(section: ClockSection) -> ClockSettings:
+    """``[clock]`` of the config as the timekeeper's settings (daemon and verify alike)."""
+    return ClockSettings(rtc=section.rtc, holdover_s=section.holdover_h * 3600.0,
+                         centre_valid_s=section.centre_valid_h * 3600.0,
+                         floor_bound_s=section.floor_bound_s,
+                         forward_bound_s=section.forward_bound_s,
+                         request_every_s=section.request_every_s)
 
 
 def system_clock_synchronised(flag: Path = TIMESYNCD_FLAG) -> bool | None:
@@ -91,7 +134,7 @@ def system_clock_synchronised(flag: Path = TIMESYNCD_FLAG) -> bool | None:
 
 
 class Timekeeper:
-    """A ``Clock`` for decisions: trusted or not, and never running below its floor."""
+    """A ``Clock`` for decisions, with its trust state and the floor rules above."""
 
     def __init__(
         self,
@@ -99,34 +142,44 @@ class Timekeeper:
         meta: MetaStore | None = None,
         probe: Probe = system_clock_synchronised,
         *,
-        centre_valid_s: float = 6 * 3600,
+        settings: ClockSettings | None = None,
+        marks: Marks | None = None,
         persist_every_s: float = 300.0,
         probe_every_s: float = 30.0,
         message_tolerance_s: float = 5.0,
     ) -> None:
         self._clock = clock
         self._meta = meta
+        self._marks = marks
         self._probe = probe
-        self._centre_valid_s = centre_valid_s
+        self.settings = settings or ClockSettings()
         self._persist_every_s = persist_every_s
         self._probe_every_s = probe_every_s
         self._tolerance_s = message_tolerance_s
         stored = meta.get(FLOOR_KEY, 0.0) if meta is not None else 0.0
         self._damage: list[str] = []
-        self._floor = _restored_floor(stored, self._damage)
-        self._high = self._floor
+        floor = _restored_floor(stored, self._damage)
+        if marks is not None:
+            floor = max(floor, _restored_floor(marks.get("time_floor") or 0.0, self._damage))
+        self._floor = floor
         self._persisted_at: float | None = None
         self._synced: bool | None = None
         self._probed_at: float | None = None
+        self._synced_anchor: tuple[float, float] | None = None  # (NTP time, monotonic)
         self._anchor: tuple[float, float] | None = None  # (centre time, monotonic then)
         self._last_centre_t = 0.0
+        self._nonce: str | None = None
+        self._requested_at: float | None = None
+        self.alarms: dict[str, str] = {}
 
     # ---- Clock protocol
 
     def now(self) -> float:
-        """Decision time: the best source, never below the floor or an earlier answer."""
-        t = max(self._source_time(), self._high)
-        self._high = t
+        """Decision time: the trusted source, else the system clock but never below the
+        floor (``on_untrusted_clock`` decides what an untrusted time may grant)."""
+        state, t = self._read()
+        if state is ClockState.UNTRUSTED:
+            return max(t, self._floor)
         return t
 
     def monotonic(self) -> float:
@@ -136,11 +189,7 @@ class Timekeeper:
 
     @property
     def state(self) -> ClockState:
-        if self._synchronised():
-            return ClockState.SYNCHRONISED
-        if self._centre_time() is not None:
-            return ClockState.CENTRE
-        return ClockState.UNTRUSTED
+        return self._read()[0]
 
     @property
     def trusted(self) -> bool:
@@ -150,27 +199,74 @@ class Timekeeper:
     def floor(self) -> float:
         return self._floor
 
-    def accept_time(self, msg: TimeMessage) -> TimeUpdate:
-        """Use a verified centre time message if the system clock is not synchronised.
+    def system_time(self) -> float:
+        """The system clock itself (the untrusted rule's upper estimate)."""
+        return self._clock.now()
 
-        A message older than the floor, or not newer than the last one taken, is refused:
-        replaying an old message must not move the clock back.
-        """
+    def accept_time(self, msg: TimeMessage) -> TimeUpdate:
+        """A verified centre time message: a nonce answer may set the clock (and lower a
+        floor in the future); a broadcast may only move a trusted centre time forward."""
         if not in_time_range(msg.t):  # parse_time refuses these already
             return TimeUpdate(False, "out_of_range")
+        if msg.nonce is not None:
+            return self._accept_answer(msg)
         if msg.t < self._floor - self._tolerance_s:
             return TimeUpdate(False, "older_than_floor")
         if msg.t <= self._last_centre_t:
             return TimeUpdate(False, "not_newer")
-        self._last_centre_t = msg.t
         if self._synchronised():
-            skew = msg.t - self._clock.now()
-            if abs(skew) > self._tolerance_s:
-                log.warning("centre time differs from the NTP clock by %.1f s", skew)
+            self._note_skew(msg.t)
+            return TimeUpdate(False, "synchronised")
+        state, t = self._read()
+        if state not in (ClockState.CENTRE, ClockState.HOLDOVER):
+            return TimeUpdate(False, "needs_nonce")  # a replayed broadcast must not set it
+        if msg.t < t - self._tolerance_s:
+            return TimeUpdate(False, "not_newer")
+        if msg.t > t + self.settings.forward_bound_s:
+            return TimeUpdate(False, "too_far_ahead")
+        self._last_centre_t = msg.t
+        self._anchor = (max(msg.t, t), self._clock.monotonic())
+        return TimeUpdate(True, "applied")
+
+    def _accept_answer(self, msg: TimeMessage) -> TimeUpdate:
+        if self._nonce is None or msg.nonce != self._nonce:
+            return TimeUpdate(False, "unknown_nonce")
+        self._nonce = None  # one answer per request
+        self._last_centre_t = max(self._last_centre_t, msg.t)
+        if msg.t < self._floor - self.settings.floor_bound_s:
+            why = (f"time floor {format_instant(self._floor)} was in the future: lowered to "
+                   f"the centre's answer {format_instant(msg.t)}")
+            log.error("%s", why)
+            self.alarms["time_floor_lowered"] = format_instant(msg.t)
+            self._floor = msg.t
+            self.alarms.pop("clock_below_floor", None)
+            if self._meta is not None:
+                self._meta.set(FLOOR_KEY, self._floor)
+            if self._marks is not None:
+                self._marks.lower_to("time_floor", self._floor, why)
+        if self._synchronised() and not self._below_floor(self._clock.now()):
+            self._note_skew(msg.t)
             return TimeUpdate(False, "synchronised")
         self._anchor = (msg.t, self._clock.monotonic())
-        log.info("clock set from centre time message (offset %.1f s)", msg.t - self._clock.now())
+        log.info("clock set from the centre's answer (offset %.1f s)", msg.t - self._clock.now())
         return TimeUpdate(True, "applied")
+
+    def time_request(self, connected_now: bool = False) -> dict[str, Any] | None:
+        """A request to publish on ``time_request`` when due, else None: at once when a
+        broker has just answered, then every ``request_every_s`` while untrusted and
+        every ``centre_valid_s / 4`` while only centre or holdover time holds."""
+        state = self.state
+        if state is ClockState.SYNCHRONISED or (state is ClockState.RTC and not connected_now):
+            return None
+        mono = self._clock.monotonic()
+        every = (self.settings.request_every_s if state is ClockState.UNTRUSTED
+                 else self.settings.centre_valid_s / 4)
+        if (not connected_now and self._requested_at is not None
+                and mono - self._requested_at < every):
+            return None
+        self._requested_at = mono
+        self._nonce = secrets.token_hex(16)
+        return {"nonce": self._nonce, "ts": format_instant(self.now()), "clock": str(state)}
 
     def tick(self) -> None:
         """Persist the floor when due; the controller calls this from its loop."""
@@ -180,11 +276,16 @@ class Timekeeper:
         self.persist()
 
     def persist(self) -> None:
-        """Write the floor now (also on clean shutdown)."""
+        """Raise and write the floor, only from a trusted clock (also on clean shutdown)."""
         self._persisted_at = self._clock.monotonic()
-        self._floor = max(self._floor, self.now())
+        state, t = self._read()
+        if state is ClockState.UNTRUSTED or t <= self._floor:
+            return
+        self._floor = t
         if self._meta is not None:
             self._meta.set(FLOOR_KEY, self._floor)
+        if self._marks is not None:
+            self._marks.raise_to(time_floor=self._floor)
 
     def problems(self) -> list[str]:
         """Damage found in the saved time floor at start (ignored, alarmed)."""
@@ -192,13 +293,56 @@ class Timekeeper:
 
     def snapshot(self) -> dict[str, Any]:
         """Clock fields for the retained status message."""
+        state = self.state
         return {
-            "clock": str(self.state),
+            "clock": str(state),
             "clock_offset_s": round(self.now() - self._clock.now(), 3),
             "time_floor": format_instant(self._floor) if self._floor else None,
+            "clock_alarms": dict(self.alarms),
         }
 
     # ---- internals
+
+    def _read(self) -> tuple[ClockState, float]:
+        mono = self._clock.monotonic()
+        system = self._clock.now()
+        if self._synchronised():
+            self._synced_anchor = (system, mono)
+            if not self._below_floor(system):
+                return ClockState.SYNCHRONISED, system
+        centre = self._since(self._anchor, self.settings.centre_valid_s, mono)
+        if centre is not None:
+            return ClockState.CENTRE, centre
+        held = self._since(self._synced_anchor, self.settings.holdover_s, mono)
+        if held is not None and not self._below_floor(held):
+            return ClockState.HOLDOVER, held
+        if self.settings.rtc and not self._below_floor(system):
+            return ClockState.RTC, system
+        return ClockState.UNTRUSTED, system
+
+    def _below_floor(self, t: float) -> bool:
+        below = t < self._floor - self.settings.floor_bound_s
+        if below and "clock_below_floor" not in self.alarms:
+            log.error("the clock reads %s, below the time floor %s: not trusted until the "
+                      "centre answers a time request", format_instant(t),
+                      format_instant(self._floor))
+            self.alarms["clock_below_floor"] = format_instant(t)
+        return below
+
+    @staticmethod
+    def _since(anchor: tuple[float, float] | None, valid_s: float, mono: float) -> float | None:
+        if anchor is None:
+            return None
+        at_t, at_mono = anchor
+        elapsed = mono - at_mono
+        if elapsed > valid_s or elapsed < 0:
+            return None
+        return at_t + elapsed
+
+    def _note_skew(self, t: float) -> None:
+        skew = t - self._clock.now()
+        if abs(skew) > self._tolerance_s:
+            log.warning("centre time differs from the NTP clock by %.1f s", skew)
 
     def _synchronised(self) -> bool:
         mono = self._clock.monotonic()
@@ -210,18 +354,3 @@ class Timekeeper:
                 self._synced = None
             self._probed_at = mono
         return bool(self._synced)
-
-    def _centre_time(self) -> float | None:
-        if self._anchor is None:
-            return None
-        centre_t, at_mono = self._anchor
-        elapsed = self._clock.monotonic() - at_mono
-        if elapsed > self._centre_valid_s or elapsed < 0:
-            return None
-        return centre_t + elapsed
-
-    def _source_time(self) -> float:
-        if self._synchronised():
-            return self._clock.now()
-        centre = self._centre_time()
-        return centre if centre is not None else self._clock.now()

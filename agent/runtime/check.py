@@ -43,6 +43,7 @@ def run_checks(config: Config, options: CheckOptions) -> Iterator[CheckResult]:
     yield _guard("scanner", lambda: check_scanner(config, options))
     yield _guard("broker", lambda: check_broker(config, options))
     yield _guard("revocations", lambda: check_revocations(config))
+    yield _guard("state", lambda: check_state(config))
 
 
 def _guard(name: str, check: Callable[[], CheckResult]) -> CheckResult:
@@ -203,10 +204,12 @@ def _mqtt_handshake(settings: BrokerSettings, options: CheckOptions) -> CheckRes
 def check_revocations(config: Config) -> CheckResult:
     from agent.gate.gatekeeper import list_status
     from agent.store import RevocationStore
+    from agent.store.recovery import read_recoveries
 
     max_age_h = config.policy.revocations_max_age_h
+    mark = read_recoveries(config.state.dir).revocations_mark()
     try:
-        store = RevocationStore(config.state.dir, read_only=True)
+        store = RevocationStore(config.state.dir, read_only=True, min_version=mark)
     except GateError as exc:
         return CheckResult("revocations", "fail", str(exc),
                            "apply a list: gate-agent revocations apply FILE, or connect the broker")
@@ -222,8 +225,29 @@ def check_revocations(config: Config) -> CheckResult:
                            "broker, which delivers the retained full list")
     age_h = (status.age_s or 0.0) / 3600
     detail = f"version {version}, {entries} entries, {age_h:.1f} h old"
+    if status.state != "ok":
+        return CheckResult("revocations", "fail",
+                           detail + f", but this gate had version {mark}: downgraded or lost",
+                           "connect to the broker (the gate asks for the full list) or apply "
+                           "the current list with gate-agent revocations apply FILE")
     if status.stale:
         return CheckResult("revocations", "fail", detail + f" (older than {max_age_h:g} h)",
                            "connect to the broker or apply a fresh list")
     return CheckResult("revocations", "pass", detail)
 
+
+
+def check_state(config: Config) -> CheckResult:
+    """Recoveries and downgrades the daemon found, until ``gate-agent state clear``."""
+    from agent.store.recovery import read_recoveries
+
+    found = read_recoveries(config.state.dir)
+    problems = [*found.unreadable, *(str(r["detail"]) for r in found.reports)]
+    if found.lost:
+        problems.append("entry seq ranges lost: "
+                        + ", ".join(f"{a}-{b}" for a, b in found.lost))
+    if not problems:
+        return CheckResult("state", "pass", "no recovery or downgrade recorded")
+    return CheckResult("state", "fail", "; ".join(problems)[:600],
+                       "report the lost ranges to the centre, then clear with "
+                       "gate-agent state clear (daemon stopped)")

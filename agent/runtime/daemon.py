@@ -23,11 +23,13 @@ from agent.core.ports import CodeSource, Door
 from agent.core.timefmt import format_instant
 from agent.gate.controller import Controller
 from agent.gate.parts import Observer, Parts
-from agent.gate.timekeeper import Timekeeper
+from agent.gate.timekeeper import Timekeeper, clock_settings, system_clock_synchronised
 from agent.protocol.keys import KeyRing, load_keyring
 from agent.runtime.memory import pin_mmap_threshold
 from agent.runtime.sdnotify import Notifier
-from agent.store import EntryLog, Meta, ReplayCache, RevocationStore
+from agent.store import EntryLog, Meta, RevocationStore
+from agent.store.highwater import HighWater
+from agent.store.replaylog import LoggedReplays
 from agent.store.resend import ResendableOutbox
 
 if TYPE_CHECKING:  # imported lazily at run time: an offline gate never loads paho
@@ -93,6 +95,7 @@ class Daemon:
         self.source: CodeSource | None = None
         self.entry_log: EntryLog | None = None
         self.timekeeper: Timekeeper | None = None
+        self.highwater: HighWater | None = None
         self.door: Door | None = None
 
     # ---- building ----------------------------------------------------------------------
@@ -125,19 +128,24 @@ class Daemon:
         self._closers.append(("indicators", indicators.close))
 
         state = cfg.state.dir
-        self.entry_log = EntryLog(state, capacity=cfg.state.outbox_capacity,
-                                  retention_days=cfg.state.retention_days)
-        self._closers.append(("entry log", self.entry_log.close))
-        revocations = RevocationStore(state)
-        self._closers.append(("revocations", revocations.close))
-        replays = ReplayCache(state)
-        self._closers.append(("replay cache", replays.close))
+        # meta.json first and closed last: the entry log keeps its second copy of the
+        # high-water marks there and records a clean close in it.
         meta = Meta(state)
         self._closers.append(("meta", meta.close))
-        probe = self.options.clock_probe
-        self.timekeeper = (
-            Timekeeper(self.clock, meta, probe) if probe else Timekeeper(self.clock, meta)
+        policy = cfg.policy
+        self.entry_log = EntryLog(
+            state, capacity=cfg.state.outbox_capacity, retention_days=cfg.state.retention_days,
+            meta=meta, replay_guard_s=policy.presentation_window_s + policy.clock_skew_s + 1.0,
         )
+        self._closers.append(("entry log", self.entry_log.close))
+        self.highwater = self.entry_log.highwater
+        revocations = RevocationStore(state, highwater=self.highwater)
+        self._closers.append(("revocations", revocations.close))
+        replays = LoggedReplays(self.entry_log)
+        probe = self.options.clock_probe
+        self.timekeeper = Timekeeper(self.clock, meta, probe or system_clock_synchronised,
+                                     settings=clock_settings(cfg.clock),
+                                     marks=self.highwater)
         self._closers.append(("time floor", self.timekeeper.persist))
 
         keyring = load_keyring(cfg.trust.keys_dir, cfg.trust.ops_keys_dir)
@@ -321,6 +329,8 @@ class Daemon:
             out = self.entry_log.status()
             live["backlog"] = out.backlog
             live["outbox"] = out.to_json()
+        if self.highwater is not None:  # every recovery and downgrade, until cleared
+            live["recoveries"] = self.highwater.recoveries()
         live["broker"] = (
             "connected" if self.sync is not None and self.sync.connected
             else "offline" if self.sync is None else "connecting"

@@ -6,11 +6,17 @@ corrupted it within ~35 kills, and an empty file opened silently as an EMPTY dat
 file, fsyncs it, renames it over the old one and fsyncs the folder; a file that is empty
 or does not parse is corruption (``CorruptStateError``), never empty state.
 
+Every file carries its format version and a SHA-256 of its tables under the reserved
+top-level key ``_integrity`` (``{"format": 1, "sha256": hex}``), so a file that parses
+but was edited or half-restored fails its checksum. A file without that key (written
+before the key existed) is read once and gets it on its next write.
+
 TinyDB is not thread-safe: only the controller thread writes these files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -23,6 +29,30 @@ from agent.core.errors import CorruptStateError, StateError
 from agent.store.files import atomic_write, move_aside, remove_stale_temps
 
 log = logging.getLogger(__name__)
+
+INTEGRITY_KEY = "_integrity"
+FORMAT = 1
+
+
+def _digest(tables: dict[str, Any]) -> str:
+    canonical = json.dumps(tables, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _verified(data: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
+    """The tables of a parsed file once its format and checksum are right."""
+    tables = dict(data)
+    seal = tables.pop(INTEGRITY_KEY, None)
+    if seal is None:
+        return tables  # an older file: it gets its checksum on the next write
+    if seal.get("format") != FORMAT:
+        raise CorruptStateError(
+            f"{path} has format {seal.get('format')!r}, this agent reads format {FORMAT} "
+            "(written by a newer agent? upgrade gate-agent)"
+        )
+    if seal.get("sha256") != _digest(tables):
+        raise CorruptStateError(f"{path} fails its checksum (edited or partly restored)")
+    return tables
 
 
 def _check_shape(data: Any, path: Path) -> dict[str, dict[str, Any]]:
@@ -56,10 +86,10 @@ class AtomicJSONStorage(Storage):
             raise CorruptStateError(f"{self.path} is empty (a torn write or a manual edit)")
         try:
             text = raw.decode("utf-8")
-            _check_shape(json.loads(text), self.path)
+            tables = _verified(_check_shape(json.loads(text), self.path), self.path)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CorruptStateError(f"{self.path} is not valid JSON: {exc}") from exc
-        self._text = text
+        self._text = json.dumps(tables, separators=(",", ":"), ensure_ascii=False)
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         if self._text is None:
@@ -70,7 +100,9 @@ class AtomicJSONStorage(Storage):
         if self.read_only:
             raise StateError(f"{self.path} was opened read-only; only the daemon writes it")
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-        atomic_write(self.path, text.encode("utf-8"))
+        sealed = {INTEGRITY_KEY: {"format": FORMAT, "sha256": _digest(data)}, **data}
+        atomic_write(self.path, json.dumps(sealed, separators=(",", ":"),
+                                           ensure_ascii=False).encode("utf-8"))
         self._text = text
 
 

@@ -16,6 +16,14 @@ denies (an entry that cannot be recorded must not open the door).
 
 Threads: one connection guarded by one lock, so the controller (append) and the sync
 worker (pending/ack) can both call it; each call is one short transaction.
+
+Integrity (``meta=``, the daemon's ``Meta``): the log keeps high-water marks in its own
+``info`` table and in ``meta.json`` (:mod:`agent.store.highwater`). A database that is
+empty, missing, replaced or rolled back is found at open against the other copy; the
+sequence then continues above every number the gate may have used (``seqguard``), an
+``entry_log_recovered`` row says what was lost, and the lost range stays in ``status``
+until cleared. The replay keys of granted live codes are rows of the same database,
+written in the scan's own transaction (one fsync per scan, see ``append(replay=)``).
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ from agent.core.clock import Clock, SystemClock
 from agent.core.errors import GateError, StateError
 from agent.core.timefmt import format_instant, parse_instant
 from agent.store.files import ensure_dir, fsync_dir, move_aside
+from agent.store.highwater import HighWater, MarkCopy
+from agent.store.logintegrity import CLEAN_KEY, REMEMBER, LogIntegrity
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +64,11 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE INDEX IF NOT EXISTS entries_pending ON entries(seq) WHERE acked_at IS NULL;
 CREATE INDEX IF NOT EXISTS entries_ts ON entries(ts);
 CREATE TABLE IF NOT EXISTS info (k TEXT PRIMARY KEY, v TEXT);
+CREATE TABLE IF NOT EXISTS replays (k TEXT PRIMARY KEY, until REAL NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS replays_until ON replays(until);
+PRAGMA user_version = 2;
 """
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,7 @@ class OutboxStatus:
     last_seq: int
     entries: int  # rows kept, pending and acknowledged
     problems: tuple[str, ...] = field(default=())
+    lost: tuple[tuple[int, int], ...] = field(default=())  # seq ranges this log lost
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,10 +106,11 @@ class OutboxStatus:
             "last_seq": self.last_seq,
             "entries": self.entries,
             "problems": list(self.problems),
+            "lost": [list(r) for r in self.lost],
         }
 
 
-class EntryLog:
+class EntryLog(LogIntegrity):
     """Durable, ordered, acknowledged-by-the-broker log of every gate event."""
 
     def __init__(
@@ -106,6 +122,8 @@ class EntryLog:
         retention_days: float = 90,
         min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
         read_only: bool = False,
+        meta: MarkCopy | None = None,
+        replay_guard_s: float = 36.0,
     ) -> None:
         self.path = Path(state_dir) / OUTBOX_FILE
         self.capacity = capacity
@@ -113,9 +131,15 @@ class EntryLog:
         self.min_free_bytes = min_free_bytes
         self._clock = clock or SystemClock()
         self._read_only = read_only
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._problems: list[str] = []
         self._full = False
+        self._meta = meta
+        self.highwater: HighWater | None = None
+        self._replaced: str | None = None  # why the database file was replaced at open
+        self._maintained: float | None = None
+        self._wal_at_open: bool | None = None  # a WAL left by the last run (crash) or not
+        self.replay_lost_until = 0.0  # live codes with replay_until <= this are refused
         if read_only:
             if not self.path.is_file():
                 raise StateError(
@@ -125,9 +149,14 @@ class EntryLog:
             self._conn = self._connect_read_only()
         else:
             ensure_dir(self.path.parent)
+            self._wal_at_open = self.path.with_name(self.path.name + "-wal").exists()
             self._conn = self._open_or_recover()
         self._backlog = self._count_pending()
         self._full = self._backlog >= capacity
+        if read_only:
+            self.replay_lost_until = float(self.info("replay_lost_until") or 0.0)
+        else:
+            self._guard(replay_guard_s)
 
     # ---- opening -------------------------------------------------------------------
 
@@ -186,22 +215,18 @@ class EntryLog:
                 side = self.path.with_name(self.path.name + suffix)
                 if side.exists():
                     move_aside(side, now)
-            problem = (
-                f"entry log {self.path} was unreadable ({exc}); moved to {aside.name}, "
-                "a new log was started and its sequence restarts at 1"
-            )
-            log.error("%s", problem)
-            self._problems.append(problem)
-        conn = self._connect()
-        self._conn = conn
-        self._backlog = 0
-        self.append({"kind": "alarm", "alarm": "entry_log_recovered", "detail": problem})
-        return conn
+            self._replaced = f"entry log {self.path} was unreadable ({exc}); moved to {aside.name}"
+            log.error("%s", self._replaced)
+        return self._connect()
 
     # ---- controller side -----------------------------------------------------------
 
-    def append(self, event: dict[str, Any]) -> Entry:
-        """Record ``event`` durably; returns only after the commit is on disk."""
+    def append(self, event: dict[str, Any], replay: tuple[str, float] | None = None) -> Entry:
+        """Record ``event`` durably; returns only after the commit is on disk.
+
+        ``replay`` = (key, until): a granted live code's replay key, written in the same
+        transaction as its row (one fsync for both; the door opens after it).
+        """
         if self._read_only:
             raise StateError("the entry log was opened read-only")
         now = self._clock.now()
@@ -209,12 +234,15 @@ class EntryLog:
         entry_id = uuid.uuid4().hex
         with self._lock:
             self._check_room()
+            self._reserve(self._last_seq() + 1)
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 row = self._conn.execute(
                     "SELECT seq FROM sqlite_sequence WHERE name = 'entries'"
                 ).fetchone()
                 seq = (row[0] if row else 0) + 1
+                if replay is not None:
+                    self._conn.execute(REMEMBER, replay)
                 record: dict[str, Any] = {"id": entry_id, "seq": seq}
                 record.update((k, v) for k, v in event.items() if k not in ("id", "seq"))
                 record.setdefault("ts", format_instant(now))
@@ -402,13 +430,23 @@ class EntryLog:
             last_seq=int(row[0]) if row else 0,
             entries=int(total),
             problems=tuple(self._problems),
+            lost=tuple((r[0], r[1]) for r in self.lost_ranges()),
         )
 
     def problems(self) -> list[str]:
         return list(self._problems)
 
     def close(self) -> None:
+        """Close; a writer records its last seq in meta.json (a clean stop, no gap next)."""
         with self._lock:
+            if self._meta is not None and not self._read_only:
+                try:
+                    last = self._last_seq()
+                    if self.highwater is not None:
+                        self.highwater.raise_to(entry_seq_seen=last)
+                    self._meta.set(CLEAN_KEY, last)
+                except Exception:
+                    log.exception("could not record the entry log's clean close")
             self._conn.close()
 
     def __enter__(self) -> EntryLog:

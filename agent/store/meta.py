@@ -14,7 +14,7 @@ from tinydb.table import Document
 
 from agent.core.clock import Clock, SystemClock
 from agent.core.errors import StateError
-from agent.store.atomic_storage import open_tinydb
+from agent.store.atomic_storage import open_tinydb, open_tinydb_read_only
 from agent.store.files import ensure_dir
 
 META_FILE = "meta.json"
@@ -24,11 +24,18 @@ class Meta:
     """Durable ``get``/``set`` of JSON values; a corrupt file is moved aside, reported,
     and the store starts empty (callers treat a missing time floor as "unknown")."""
 
-    def __init__(self, state_dir: Path, *, clock: Clock | None = None) -> None:
-        ensure_dir(Path(state_dir))
+    def __init__(
+        self, state_dir: Path, *, clock: Clock | None = None, read_only: bool = False
+    ) -> None:
+        """``read_only``: for status commands; creates nothing, a corrupt file raises."""
         self._problems: list[str] = []
-        now = (clock or SystemClock()).now()
-        self._db = open_tinydb(Path(state_dir) / META_FILE, now, self._problems)
+        self.read_only = read_only
+        if read_only:
+            self._db = open_tinydb_read_only(Path(state_dir) / META_FILE)
+        else:
+            ensure_dir(Path(state_dir))
+            now = (clock or SystemClock()).now()
+            self._db = open_tinydb(Path(state_dir) / META_FILE, now, self._problems)
         self._table = self._db.table("meta")
         self._values: dict[str, Any] = {}
         self._ids: dict[str, int] = {}
@@ -48,6 +55,8 @@ class Meta:
             raise StateError(f"meta value for {key!r} is not JSON-serialisable: {exc}") from exc
         if key in self._values and self._values[key] == value:
             return
+        if self.read_only:
+            raise StateError(f"meta.json was opened read-only; {key!r} not written")
         doc_id = self._ids.get(key)
         if doc_id is None:
             doc_id = self._table.insert({"k": key, "v": value})

@@ -65,6 +65,10 @@ class ReplayCache:
     def seen(self, key: str) -> bool:
         return key in self._until
 
+    def refuses(self, until: float) -> bool:
+        """This file-backed cache cannot tell what it lost (see agent/store/replaylog.py)."""
+        return False
+
     def remember(self, key: str, until: float) -> None:
         """Store ``key`` durably until ``until`` (Unix seconds)."""
         now = self._clock.now()

@@ -13,7 +13,13 @@ On disk (``[state] dir``), all replaced atomically (temp + fsync + rename + dir 
 
 Any kill leaves the (snapshot, journal) pair describing exactly the old or the new
 version. A corrupt snapshot is moved aside and the previous good copy is used; with no
-good copy the store has no list (``version is None``) and the policy decides.
+good copy the store has no list (``version is None``).
+
+Never an older list silently: the newest version ever installed is a high-water mark
+(``highwater=``, kept in meta.json and the entry log database). A list that cannot be
+proven at least that new, or no list at all, makes ``state`` ``"unknown"``: the gate
+asks the centre for a full list and denies scans with ``revocations_unknown`` until it
+has one. Only ``"ok"`` is a list the gate may decide with.
 
 Only the controller thread (in one process: a lock file enforces it) writes.
 """
@@ -45,6 +51,7 @@ from agent.store.files import (
     remove_stale_temps,
     temp_path,
 )
+from agent.store.highwater import HighWater
 from agent.store.revfile import CtiKey, cti_key, split_keys
 
 log = logging.getLogger(__name__)
@@ -68,9 +75,13 @@ class RevocationStatus:
     issued_at: int | None
     applied_at: float | None
     problems: tuple[str, ...] = ()
+    state: str = "ok"  # ok | unknown (no list, or not provably the newest the gate had)
+    high_water: int | None = None  # the newest version this gate ever installed
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "state": self.state,
+            "high_water_version": self.high_water,
             "version": self.version,
             "entries": self.entries,
             "age_s": None if self.age_s is None else round(self.age_s, 3),
@@ -114,8 +125,15 @@ class RevocationStore:
         clock: Clock | None = None,
         read_only: bool = False,
         journal_limit: int = 200_000,
+        highwater: HighWater | None = None,
+        min_version: int | None = None,
     ) -> None:
+        """``highwater``: the daemon's marks (raised on every install); ``min_version``:
+        a mark read elsewhere (status commands), for ``state`` without writing."""
         self._dir = Path(state_dir)
+        self._hw = highwater
+        mark = highwater.get("revocations_version") if highwater is not None else None
+        self._min_version = int(mark) if mark is not None else min_version
         self._clock = clock or SystemClock()
         self._read_only = read_only
         self._journal_limit = journal_limit
@@ -159,6 +177,26 @@ class RevocationStore:
     def entries(self) -> int:
         return len(self._ctis) + len(self._subs)
 
+    @property
+    def state(self) -> str:
+        """``ok`` only for a list at least as new as the newest the gate ever had."""
+        if self.version is None:
+            return "unknown"
+        if self._min_version is not None and self.version < self._min_version:
+            return "unknown"
+        return "ok"
+
+    @property
+    def high_water(self) -> int | None:
+        return self._min_version
+
+    def use_highwater(self, highwater: HighWater) -> None:
+        """Keep the marks from now on (``revocations apply`` opens them after the lock)."""
+        self._hw = highwater
+        mark = highwater.get("revocations_version")
+        if mark is not None and (self._min_version is None or mark > self._min_version):
+            self._min_version = int(mark)
+
     # ---- installing lists ----------------------------------------------------------
 
     def apply(self, lst: RevocationList) -> None:
@@ -178,6 +216,17 @@ class RevocationStore:
             self.entries,
         )
         self._record_meta(lst)
+        self._raise_mark(lst)
+
+    def _raise_mark(self, lst: RevocationList) -> None:
+        if self._min_version is None or lst.version > self._min_version:
+            self._min_version = lst.version
+        if self._hw is None:
+            return
+        self._hw.raise_to(revocations_version=lst.version)
+        if lst.kind == "full" and self.state == "ok":  # a fresh full list clears the report
+            self._hw.clear("revocations")
+            self._problems.clear()
 
     def _check_full(self, lst: RevocationList) -> None:
         if self.version is not None and lst.version <= self.version:
@@ -325,7 +374,7 @@ class RevocationStore:
         age = None if self.issued_at is None else max(0.0, at - self.issued_at)
         return RevocationStatus(
             self.version, self.entries, age, self.issued_at, self.applied_at,
-            tuple(self._problems),
+            tuple(self._problems), self.state, self._min_version,
         )
 
     def problems(self) -> list[str]:
@@ -358,6 +407,8 @@ class RevocationStore:
     def _problem(self, message: str) -> None:
         log.error("%s", message)
         self._problems.append(message)
+        if self._hw is not None:
+            self._hw.record("revocations", message)
 
     def _load(self) -> None:
         if not self._read_only:
@@ -369,6 +420,17 @@ class RevocationStore:
         if not self._read_only:
             self._meta = open_tinydb(self._dir / META, self._clock.now(), self._problems)
             self._sync_meta()
+        if self.state == "ok" and self._hw is not None:  # e.g. a list a bundle installed
+            self._hw.raise_to(revocations_version=self.version)
+            self._min_version = self.version
+        if self.state == "unknown" and self._min_version is not None:
+            have = "no list" if self.version is None else f"version {self.version}"
+            self._problem(
+                f"the revocation list on disk ({have}) is older than version "
+                f"{self._min_version}, which this gate had installed: a downgraded or lost "
+                "list; scans are denied (revocations_unknown) until the centre's full list "
+                "arrives (requested)"
+            )
 
     def _read(self, name: str) -> tuple[dict[str, Any], dict[str, list[bytes]]] | None:
         """A list file, verified; None if absent; a corrupt one is moved aside."""

@@ -7,7 +7,9 @@ CONNACK as connected, publish the retained birth status, subscribe, drain the ou
 notice a lost connection to start again from the oldest unacknowledged event.
 
 Inbound messages are handed to ``deliver`` as ``agent.core.events.Inbound`` straight from
-paho's thread: ``deliver`` must only enqueue (the controller verifies and applies).
+paho's thread: ``deliver`` must only enqueue (the controller verifies and applies). After
+each accepted CONNACK and subscribe, ``deliver`` also gets ``Inbound("connected", b"")``,
+so the controller asks for what it lacks (fresh time, a full revocation list) at once.
 ``status`` is called on the worker thread and must return a snapshot dict without
 touching the controller's TinyDB state (e.g. a copy the controller refreshes).
 """
@@ -177,6 +179,11 @@ class SyncService:
         }
         self._send(self.topics.resync, body)
 
+    def request_time(self, request: dict[str, Any]) -> None:
+        """Ask the centre for signed time on ``.../time/request`` (``{"nonce", "ts",
+        "clock"}``); the answer comes on ``.../time`` with that nonce."""
+        self._send(self.topics.time_request, request)
+
     def publish_status_now(self) -> None:
         self._items.put(_Outgoing(self.topics.status, b"", retain=True))
 
@@ -286,6 +293,7 @@ class SyncService:
         self.drain.restart()
         self._publish_status(link, online=True)
         link.subscribe(self._filters)
+        self._deliver(Inbound("connected", b"", False))
         while self._held:
             self._publish_outgoing(link, self._held.popleft())
         next_status = time.monotonic() + self._status_interval_s

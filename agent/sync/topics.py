@@ -72,6 +72,7 @@ class GateTopics:
             REVOCATIONS_FULL: "revocations_full",
             REVOCATIONS_DELTA: "revocations_delta",
             TIME: "time",
+            self.time: "time",
             self.cmd: "cmd",
             self.site_cmd: "cmd",
         }
