@@ -67,10 +67,12 @@ def test_revoke_denies_the_next_scan_at_a_real_gate_and_a_missed_delta_is_repair
         return str(decide(text, ctx, gate.ops.keyring, gate.revocations, gate.replay,
                           time.time()).reason)
     try:
+        # A new centre's first, empty list reaches the gate before anyone is revoked.
+        assert wait_until(lambda: gate.revocations.version == 1, 10), gate.lists
         assert scan() == "ok"
         assert _cli(files, "revoke", "--sub", "courier-7", "--reason", "phone lost") == 0
-        assert "list version 1" in capsys.readouterr().out
-        assert wait_until(lambda: gate.revocations.version == 1, 10), gate.lists
+        assert "list version 2" in capsys.readouterr().out
+        assert wait_until(lambda: gate.revocations.version == 2, 10), gate.lists
         assert scan() == "revoked"
         # Offline while two more changes are made: the retained full list repairs it.
         _close(gate)
@@ -79,17 +81,18 @@ def test_revoke_denies_the_next_scan_at_a_real_gate_and_a_missed_delta_is_repair
         gate = InboundGate(tmp_path / "gate", broker, files.ops)
         gate.ops.keyring = load_keyring(issuers, files.ops.ops_dir)
         gate.start()
-        assert wait_until(lambda: gate.revocations.version == 3, 10), gate.lists
+        assert wait_until(lambda: gate.revocations.version == 4, 10), gate.lists
         assert scan() == "ok"
         capsys.readouterr()
         assert _cli(files, "revocations", "--json") == 0
         summary = json.loads(capsys.readouterr().out)
-        assert summary["version"] == 3 and summary["entries"] == 1
+        assert summary["version"] == 4 and summary["entries"] == 1
         assert summary["published_at"] is not None
         assert [(h["version"], h["action"], h["kind"]) for h in summary["history"]] == [
-            (3, "unrevoke", "sub"), (2, "revoke", "cti"), (1, "revoke", "sub")]
-        assert summary["history"][-1]["who"] == getpass.getuser()
-        assert summary["history"][-1]["reason"] == "phone lost"
+            (4, "unrevoke", "sub"), (3, "revoke", "cti"), (2, "revoke", "sub"),
+            (1, "initial", "-")]
+        assert summary["history"][-2]["who"] == getpass.getuser()
+        assert summary["history"][-2]["reason"] == "phone lost"
     finally:
         _close(gate)
 
@@ -103,14 +106,14 @@ def _close(gate: InboundGate) -> None:
 def test_a_resync_request_is_answered_with_the_full_list(
         files: CentreFiles, service: CentreService, broker: Broker) -> None:
     assert _cli(files, "revoke", "--sub", "courier-9") == 0
-    assert wait_until(lambda: service._full is not None and service._full[0] == 1, 10)
+    assert wait_until(lambda: service._full is not None and service._full[0] == 2, 10)
     watcher = Subscriber(broker.url, [REVOCATIONS_FULL])
     assert watcher.wait_for(lambda m: len(m) == 1)  # the retained copy
     watcher.publish(GateTopics(SITE, GATE).resync,
                     json.dumps({"reason": "gap", "have_version": 0}).encode())
     assert watcher.wait_for(lambda m: len(m) == 2)
     lst = parse_revocation_list(watcher.messages[1][1], files.ops.keyring, time.time())
-    assert lst.kind == "full" and lst.version == 1
+    assert lst.kind == "full" and lst.version == 2
     watcher.close()
 
 

@@ -103,7 +103,8 @@ class CentreService:
         db = connect(self.config.store.url)  # fail fast on a missing or old schema
         try:
             check_current(db)
-            self._full = revocations.latest_full(db)
+            self._full = revocations.ensure_first_list(db, key=self.key, kid=self.kid,
+                                                       trust=self.trust, now=self.clock())
         finally:
             db.close()
         for thread in self._threads:

@@ -100,6 +100,30 @@ def change(db: Database, action: Literal["revoke", "unrevoke"], entry: Revocatio
     return Change(new, delta, full, len(after))
 
 
+def ensure_first_list(db: Database, *, key: SigningKey, kid: str, trust: KeyRing,
+                      now: float) -> tuple[int, bytes]:
+    """The newest full list; a centre that never made one makes version 1, empty.
+
+    A gate that has never had a list refuses every courier (``revocations_unknown``), so a
+    new district's gates need a first, empty list from the centre before anyone is revoked.
+    """
+    with db.transaction():
+        full = latest_full(db)
+        if full is not None:
+            return full
+        issued = int(now)
+        body = sign_revocation_list(RevocationList("full", 1, None, issued, ()), key, kid)
+        delta = sign_revocation_list(RevocationList("delta", 1, 0, issued, (), ()), key, kid)
+        for data in (delta, body):  # RevocationListError: nothing stored
+            parse_revocation_list(data, trust, now)
+        db.execute("INSERT INTO revocation_versions (version, issued_at, action, kind, value, "
+                   "before, reason, who, entries, delta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (1, issued, "initial", "-", "-", None, "first list of this centre",
+                    "gate-centre", 0, delta))
+        db.execute("INSERT INTO revocation_full (version, body) VALUES (?, ?)", (1, body))
+    return 1, body
+
+
 def latest_full(db: Database) -> tuple[int, bytes] | None:
     rows = db.query("SELECT version, body FROM revocation_full ORDER BY version DESC LIMIT 1")
     return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
