@@ -5,14 +5,16 @@ it keeps a reference to the newest one, at most ``max_fps`` a second and only wh
 viewer asked for one recently, in one attribute assignment (no lock, no copy, no
 encoding on the scan path). :func:`render_jpeg` runs on the web thread: scale to
 ~640 px wide, draw each code's outline, its shortened text and module size, the last
-decision and the change gate's state, and encode a JPEG. OpenCV's Hershey fonts draw
-ASCII only, so the overlay is in English; the page around it is bilingual.
+decision and the change gate's state, and encode a JPEG. The overlay's text is ASCII
+glyphs drawn once at build time (``preview_font.npz``), so it is in English; the page
+around it is bilingual.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,7 +102,7 @@ def render_jpeg(tap: TapFrame, overlay: Overlay, width: int = 640, quality: int 
     h, w = frame.shape[:2]
     scale = min(1.0, width / w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA) if scale < 1 else frame
+    small = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR) if scale < 1 else frame
     view = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR) if small.ndim == 2 else small.copy()
     found = tap.result.found if tap.result is not None else ()
     for code in found:
@@ -143,15 +145,63 @@ def _draw_banner(cv2: Any, view: np.ndarray, lines: list[str]) -> None:
     band = view[:height]
     band[:] = (band * 0.35).astype(np.uint8)  # darken behind the text: readable on any scene
     for n, line in enumerate(lines):
-        cv2.putText(view, line[:90], (6, 18 + 18 * n), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                    (255, 255, 255), 1, cv2.LINE_AA)
+        _blit(view, line[:90], (6, 18 + 18 * n), (255, 255, 255))
 
 
 def _text(cv2: Any, view: np.ndarray, text: str, at: tuple[int, int],
           colour: tuple[int, int, int]) -> None:
-    """Text on a dark box (an outline drawn thicker would be spaced wider by OpenCV)."""
-    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.45
-    (w, h), base = cv2.getTextSize(text, font, scale, 1)
+    """Text on a dark box, so it reads over the code and over any scene."""
+    mask = _FONT.line(text)
     x, y = at
-    cv2.rectangle(view, (x - 2, y - h - 3), (x + w + 2, y + base + 1), (20, 20, 20), -1)
-    cv2.putText(view, text, at, font, scale, colour, 1, cv2.LINE_AA)
+    cv2.rectangle(view, (x - 2, y - _FONT.ascent - 2),
+                  (x + mask.shape[1] + 1, y + mask.shape[0] - _FONT.ascent), (20, 20, 20), -1)
+    _blit(view, text, at, colour)
+
+
+def _blit(view: np.ndarray, text: str, at: tuple[int, int],
+          colour: tuple[int, int, int]) -> None:
+    mask = _FONT.line(text)
+    x, y = at[0], at[1] - _FONT.ascent
+    h = min(mask.shape[0], view.shape[0] - y)
+    w = min(mask.shape[1], view.shape[1] - x)
+    if h <= 0 or w <= 0 or x < 0 or y < 0:
+        return
+    alpha = mask[:h, :w, None].astype(np.float32) / 255
+    region = view[y:y + h, x:x + w]
+    region[:] = (region * (1 - alpha) + np.array(colour, np.float32) * alpha).astype(np.uint8)
+
+
+class _Glyphs:
+    """ASCII glyphs drawn once by scripts/make_preview_font.py (putText would load
+    OpenCV 5's font engine, ~9 MB, into the daemon); lines are cached by text."""
+
+    def __init__(self) -> None:
+        self._atlas: np.ndarray | None = None
+        self._offsets: list[int] = []
+        self.ascent = 12
+        self._lines: dict[str, np.ndarray] = {}
+
+    def _load(self) -> np.ndarray:
+        if self._atlas is None:
+            with np.load(Path(__file__).with_name("preview_font.npz")) as data:
+                self._atlas = data["glyphs"]
+                self._offsets = [int(v) for v in data["offsets"]]
+                self.ascent = int(data["ascent"])
+        return self._atlas
+
+    def line(self, text: str) -> np.ndarray:
+        mask = self._lines.get(text)
+        if mask is None:
+            atlas = self._load()
+            parts = []
+            for ch in text:
+                code = ord(ch) - 32 if 32 <= ord(ch) < 127 else ord("?") - 32
+                parts.append(atlas[:, self._offsets[code]:self._offsets[code + 1]])
+            mask = np.concatenate(parts, axis=1) if parts else atlas[:, :0]
+            if len(self._lines) > 64:
+                self._lines.clear()
+            self._lines[text] = mask
+        return mask
+
+
+_FONT = _Glyphs()

@@ -351,6 +351,7 @@ class WebServer:
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
 
     def start(self) -> None:
+        self.app.preview.start()
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={
             "poll_interval": 0.5}, name="web", daemon=True)
         self._thread.start()
@@ -365,6 +366,7 @@ class WebServer:
             thread.join(timeout)
             if thread.is_alive():
                 log.warning("thread web did not stop within %.1f s", timeout)
+        self.app.preview.stop(timeout)
         self._httpd.server_close()
 
 
