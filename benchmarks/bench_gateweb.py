@@ -25,14 +25,17 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.core.config import config_from_mapping  # noqa: E402
-from agent.demo.clip import Shot, schedule, write_clip  # noqa: E402
-from agent.demo.kit import make_kit  # noqa: E402
-from agent.runtime.daemon import Daemon, DaemonOptions  # noqa: E402
-from agent.runtime.web.auth import write_token  # noqa: E402
+from targets import Row, at_most, report
+
+from agent.core.config import config_from_mapping
+from agent.demo.clip import Shot, schedule, write_clip
+from agent.demo.kit import make_kit
+from agent.runtime.daemon import Daemon, DaemonOptions
+from agent.runtime.web.auth import write_token
+
+ROOT = Path(__file__).resolve().parent.parent
 
 VIEWER = r"""
 import socket, sys, time
@@ -201,13 +204,15 @@ def main() -> int:
     print(f"{'1 viewer':>14} {rss_on:>8.1f} {peak_on:>8.1f} {cpu_on:>11.1f}")
     print(f"added by the page with a viewer: {added_rss:.1f} MB (target <= 15), preview "
           f"{preview_cpu:.1f}% of a core (target <= 5)")
-    missed = [name for name, bad in (("latency ratio", ratio > 1.2),
-                                     ("RSS added", added_rss > 15),
-                                     ("preview CPU", preview_cpu > 5)) if bad]
-    if missed:
-        print("missed: " + ", ".join(missed))
-        return 1
-    return 0
+    return report("bench_gateweb", [
+        Row("scan-to-unlock median with one viewer / page off", f"{ratio:.2f}x "
+            f"({on:.2f} / {off:.2f} ms)", "<= 1.20x", f"page off: {off:.2f} ms",
+            at_most(ratio, 1.2)),
+        Row("RSS added by the page with one viewer", f"{added_rss:.1f} MB", "<= 15 MB",
+            f"page off: {rss_off:.1f} MB", at_most(added_rss, 15)),
+        Row("preview CPU at 5 fps (process CPU, on - off)", f"{preview_cpu:.1f}% of a core",
+            "<= 5%", f"page off: {cpu_off:.1f}%", at_most(preview_cpu, 5)),
+    ])
 
 
 if __name__ == "__main__":

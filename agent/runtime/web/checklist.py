@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from agent.runtime.check import CheckResult, check_keys, check_state_dir
+from agent.runtime.check import check_keys, check_state_dir
+from agent.runtime.checklist import CheckResult
 from agent.runtime.web.live import LiveGate
 
 
