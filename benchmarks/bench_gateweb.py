@@ -2,8 +2,9 @@
 
 Latency: the real daemon (mock pins) plays a 1280x720 clip of distinct valid codes, as in
 bench_daemon.py, once with [web] off and once with the page on and one viewer (a separate
-process, logged in, reading /stream.mjpg the whole time); runs alternate off/on/off/on
-and each mode's grants are pooled. Target: median with a viewer within 1.2x of off.
+process, logged in, reading /stream.mjpg the whole time); off/on pairs alternate (a busy
+neighbour on a shared machine then hits both modes) and the figure is the median of the
+pairs' ratios of medians. Target: median with a viewer within 1.2x of off.
 
 RSS and CPU: ``gate-agent run`` processes looping a demo-like clip, one with [web] off,
 one with the page on and a viewer; RSS (VmRSS) and CPU time (utime+stime) read from /proc
@@ -175,19 +176,26 @@ def main() -> int:
     scans = 40 if args.quick else 100
     window = 10.0 if args.quick else 30.0
     pooled: dict[bool, list[float]] = {False: [], True: []}
-    for web in (False, True, False, True):
-        with tempfile.TemporaryDirectory(prefix="bench-gateweb-") as tmp:
-            pooled[web] += latency_run(Path(tmp), scans, args.fps, web)
+    ratios = []
+    for _ in range(2 if args.quick else 3):  # alternate: a busy neighbour hits both modes
+        medians = {}
+        for web in (False, True):
+            with tempfile.TemporaryDirectory(prefix="bench-gateweb-") as tmp:
+                ms = latency_run(Path(tmp), scans, args.fps, web)
+            pooled[web] += ms
+            medians[web] = statistics.median(ms)
+        ratios.append(medians[True] / medians[False])
     off, on = statistics.median(pooled[False]), statistics.median(pooled[True])
-    ratio = on / off
+    ratio = statistics.median(ratios)
     print("scan-to-unlock (frame handed to decoder -> Door.pulse returned), 1280x720, "
-          f"{args.fps:g} fps, two runs per mode pooled")
+          f"{args.fps:g} fps, {len(ratios)} off/on pairs")
     print(f"{'page':>14} {'grants':>7} {'median ms':>10} {'p90 ms':>8}")
     for web, name in ((False, "off"), (True, "1 viewer")):
         ms = sorted(pooled[web])
         print(f"{name:>14} {len(ms):>7} {statistics.median(ms):>10.2f} "
               f"{ms[int(0.9 * (len(ms) - 1))]:>8.2f}")
-    print(f"ratio with a viewer / off: {ratio:.2f} (target <= 1.20)")
+    print("ratio of medians per pair: " + ", ".join(f"{r:.2f}" for r in ratios)
+          + f"; median {ratio:.2f} (target <= 1.20)")
 
     results = {}
     for web in (False, True):
@@ -205,7 +213,8 @@ def main() -> int:
     print(f"added by the page with a viewer: {added_rss:.1f} MB (target <= 15), preview "
           f"{preview_cpu:.1f}% of a core (target <= 5)")
     return report("bench_gateweb", [
-        Row("scan-to-unlock median with one viewer / page off", f"{ratio:.2f}x "
+        Row("scan-to-unlock median with one viewer / page off (median of pairs)",
+            f"{ratio:.2f}x "
             f"({on:.2f} / {off:.2f} ms)", "<= 1.20x", f"page off: {off:.2f} ms",
             at_most(ratio, 1.2)),
         Row("RSS added by the page with one viewer", f"{added_rss:.1f} MB", "<= 15 MB",

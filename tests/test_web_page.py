@@ -46,6 +46,9 @@ def test_without_a_session_or_csrf_token_nothing_changes(tmp_path: Path) -> None
         assert client.post_json("/api/relay-test", {"confirm": True}, csrf="forged")[0] == 403
         status, body = client.post_json("/api/relay-test", {})
         assert status == 400 and "confirm" in body["error"]
+        huge = client.request("/api/relay-test", b"{" + b" " * 5000 + b"}",
+                              {"X-CSRF-Token": client.csrf or ""})
+        assert huge[0] == 413
         # Another browser with the session's CSRF token but not its cookie: refused too.
         other = WebClient(gate.url)
         assert other.post_json("/api/relay-test", {"confirm": True}, csrf=client.csrf)[0] == 401

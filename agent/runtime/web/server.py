@@ -18,6 +18,7 @@ import json
 import logging
 import secrets
 import socket
+import sys
 import threading
 import time
 from http import HTTPStatus
@@ -113,9 +114,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"request too large", "text/plain")
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                       b"request body missing a valid length or larger than 4 KB", "text/plain")
             self.close_connection = True
             return
         body = self.rfile.read(length) if length else b""
@@ -325,6 +330,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     app: WebApp
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One log line instead of socketserver's traceback on stderr."""
+        log.warning("installer page: a request from %s failed: %s", client_address[0],
+                    sys.exc_info()[1])
 
 
 class WebServer:
