@@ -13,7 +13,7 @@ import pytest
 from agent.runtime.web.auth import write_token
 from agent.runtime.web.server import MAX_STREAMS
 from agent.store import EntryLog
-from tests.daemon_support import DaemonProcess, clip, gate_files
+from tests.daemon_support import DaemonProcess, clip, gate_files, wait_until
 from tests.web_support import WebClient, web_gate
 
 pytestmark = pytest.mark.slow
@@ -97,7 +97,10 @@ def test_stream_serves_jpeg_frames_and_status_tells_the_decoders_view(tmp_path: 
         assert len(codes) == 1 and codes[0]["text"].startswith("INSTALLER TEST")
         assert codes[0]["module_px"] > 4 and not codes[0]["too_small"]
         assert snap["scanner"]["state"] == "running" and snap["door"] == "locked"
-        assert snap["last_decisions"][0]["reason"] == "malformed"
+        # The card's scan (denied: no credential) shows once the status refreshes (1 s).
+        assert gate.daemon.wait_lines(lambda ls: any(x.get("type") == "decision" for x in ls))
+        assert wait_until(lambda: client.get_json("/api/status")[1]["last_decisions"], 5)
+        assert client.get_json("/api/status")[1]["last_decisions"][0]["reason"] == "malformed"
 
 
 def test_relay_test_in_lockdown_is_refused_and_recorded(tmp_path: Path) -> None:
