@@ -17,7 +17,7 @@ from tests.web_support import WebGate, card_outline, chromium, web_gate
 pytestmark = pytest.mark.slow
 
 
-def _wait(driver: Any, condition: Any, timeout: float = 15.0) -> Any:
+def _wait(driver: Any, condition: Any, timeout: float = 30.0) -> Any:
     from selenium.webdriver.support.ui import WebDriverWait
 
     return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
