@@ -27,11 +27,20 @@ def _text_of(driver: Any, element_id: str) -> str:
     return str(driver.find_element("id", element_id).text)
 
 
+def _message(page: str) -> str:
+    """The login page's message line, for an assertion that says what the page said."""
+    start = page.find('id="message"')
+    return page[start:page.find("</p>", start)] if start >= 0 else page[:200]
+
+
 def _login_form(driver: Any, gate: WebGate, token: str) -> str:
     driver.get(gate.url + "login")
+    from selenium.webdriver.support import expected_conditions
+
     field = driver.find_element("id", "token")
     field.send_keys(token)
     driver.find_element("css selector", "#login button").click()
+    _wait(driver, expected_conditions.staleness_of(field))  # the answer replaced the form
     _wait(driver, lambda d: d.execute_script("return document.readyState") == "complete")
     return str(driver.page_source)
 
@@ -52,10 +61,10 @@ def _relay_rows(state: Path) -> list[dict[str, Any]]:
 def test_a_wrong_token_is_refused_and_repeated_failures_slow_down(tmp_path: Path) -> None:
     with web_gate(tmp_path) as gate, chromium(tmp_path) as driver:
         page = _login_form(driver, gate, "not-the-token")
-        assert "Token not accepted" in page and "Next try in 1 s" in page
+        assert "Token not accepted" in page and "Next try in 1 s" in page, _message(page)
         time.sleep(1.1)  # the wait the page imposed is the behaviour under test
         page = _login_form(driver, gate, "still-wrong")
-        assert "Next try in 2 s" in page
+        assert "Next try in 2 s" in page, _message(page)
         # Within the longer wait even the right token is not looked at (asked at once over
         # plain HTTP from the same address: a loaded machine may type slower than 2 s).
         status, headers, body = WebClient(gate.url).login(gate.token)
