@@ -23,13 +23,37 @@ from agent.core.errors import HardwareError
 DecoderKind = Literal["auto", "zxing", "pyzbar"]
 
 
+Point = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Found:
+    """Where one code sits in the frame, for the installer's preview: its four corners
+    (pixels, clockwise from top left) and, when the decoder says, its modules per side."""
+
+    text: str
+    corners: tuple[Point, Point, Point, Point]
+    modules: int | None = None
+
+    def module_px(self) -> float | None:
+        """Mean side length over modules per side: under 4 reads unreliably."""
+        if not self.modules:
+            return None
+        c = self.corners
+        sides = [((c[i][0] - c[i - 1][0]) ** 2 + (c[i][1] - c[i - 1][1]) ** 2) ** 0.5
+                 for i in range(4)]
+        return sum(sides) / 4 / self.modules
+
+
 @dataclass(frozen=True)
 class DecodeResult:
-    """What one frame held: decoded texts (may be empty), which decoder read them, time spent."""
+    """What one frame held: decoded texts (may be empty), which decoder read them, time
+    spent, and where each code was (``found``; only built when something was read)."""
 
     texts: list[str] = field(default_factory=list)
     decoder: str | None = None
     ms: float = 0.0
+    found: tuple[Found, ...] = ()
 
 
 class Decoder(Protocol):
@@ -85,9 +109,22 @@ class ZxingDecoder:
             text_mode=self._zx.TextMode.Plain,
         )
         # Plain: the exact encoded text (HRI would rewrite GS1 codes as "(01)...").
-        texts = _unique([b.text for b in found if b.valid and b.text])
+        valid = [b for b in found if b.valid and b.text]
+        texts = _unique([b.text for b in valid])
         ms = (time.perf_counter() - start) * 1000
-        return DecodeResult(texts, self.name if texts else None, ms)
+        return DecodeResult(texts, self.name if texts else None, ms,
+                            tuple(_zxing_found(b) for b in valid))
+
+
+def _zxing_found(barcode: Any) -> Found:
+    p = barcode.position
+    corners = tuple((int(q.x), int(q.y)) for q in
+                    (p.top_left, p.top_right, p.bottom_right, p.bottom_left))
+    try:  # QR version v has 17 + 4v modules per side
+        modules: int | None = 17 + 4 * int(barcode.extra.get("Version", ""))
+    except (AttributeError, TypeError, ValueError):
+        modules = None
+    return Found(barcode.text, corners, modules)  # type: ignore[arg-type]
 
 
 class PyzbarDecoder:
@@ -115,14 +152,20 @@ class PyzbarDecoder:
         self._symbols = [pyzbar.ZBarSymbol.QRCODE]
         self._invert = try_invert
 
-    def _read(self, binary: np.ndarray) -> list[str]:
+    def _read(self, binary: np.ndarray) -> list[Found]:
         out = []
         for symbol in self._pyzbar.decode(binary, symbols=self._symbols):
             data: bytes = symbol.data
             try:
-                out.append(data.decode("utf-8"))
+                text = data.decode("utf-8")
             except UnicodeDecodeError:
-                out.append(data.decode("latin-1"))
+                text = data.decode("latin-1")
+            points = [(int(p.x), int(p.y)) for p in symbol.polygon][:4]
+            if len(points) < 4:
+                r = symbol.rect
+                points = [(r.left, r.top), (r.left + r.width, r.top),
+                          (r.left + r.width, r.top + r.height), (r.left, r.top + r.height)]
+            out.append(Found(text, tuple(points)))  # type: ignore[arg-type]
         return out
 
     def decode(self, gray: np.ndarray) -> DecodeResult:
@@ -130,12 +173,13 @@ class PyzbarDecoder:
         cv2 = self._cv2
         gray = _as_gray(gray)
         _, binary = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-        texts = self._read(binary)
-        if not texts and self._invert:
-            texts = self._read(cv2.bitwise_not(binary))
-        texts = _unique([t for t in texts if t])
+        found = self._read(binary)
+        if not found and self._invert:
+            found = self._read(cv2.bitwise_not(binary))
+        found = [f for f in found if f.text]
+        texts = _unique([f.text for f in found])
         ms = (time.perf_counter() - start) * 1000
-        return DecodeResult(texts, self.name if texts else None, ms)
+        return DecodeResult(texts, self.name if texts else None, ms, tuple(found))
 
 
 class FallbackDecoder:
@@ -161,13 +205,14 @@ class FallbackDecoder:
         gray = _as_gray(gray)
         result = self._primary.decode(gray)
         if result.texts:
-            return DecodeResult(result.texts, result.decoder, _since_ms(start))
+            return DecodeResult(result.texts, result.decoder, _since_ms(start), result.found)
         now = time.monotonic()
         if self._last_fallback is None or now - self._last_fallback >= self._interval:
             self._last_fallback = now
             result = self._fallback.decode(gray)
             if result.texts:
-                return DecodeResult(result.texts, result.decoder, _since_ms(start))
+                return DecodeResult(result.texts, result.decoder, _since_ms(start),
+                                    result.found)
         return DecodeResult([], None, _since_ms(start))
 
 

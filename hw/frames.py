@@ -13,13 +13,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from agent.core.backoff import Backoff
 from agent.core.events import Scan
-from hw.decoders import Decoder
+from hw.decoders import Decoder, DecodeResult
+
+if TYPE_CHECKING:
+    from hw.preview import FrameTap
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,8 @@ class ChangeGate:
         self._previous: np.ndarray | None = None
         self._moving = False
         self._last_decode: float | None = None
+        # Why the last frame was (not) decoded, for the installer's preview.
+        self.last = "first"
 
     def thumbnail(self, frame: np.ndarray) -> np.ndarray:
         """Gray thumbnail of a gray or BGR frame, without converting the full frame.
@@ -80,6 +85,8 @@ class ChangeGate:
         settled = self._moving and not changed
         self._moving = changed
         due = self._last_decode is None or now - self._last_decode >= self._refresh_s
+        self.last = ("moving" if changed else "settled" if settled else "refresh" if due
+                     else "unchanged")
         if changed or settled or due:
             self._last_decode = now
             return True
@@ -126,6 +133,13 @@ class FramePipeline:
         self._gate = gate
         self._dedupe = Deduper(dedupe_s)
         self.stats = PipelineStats()
+        # The decoder's last answer (it still holds while the change gate skips frames).
+        self.last_result: DecodeResult | None = None
+
+    @property
+    def gate_state(self) -> str:
+        """The change gate's verdict on the last frame (``off`` without a gate)."""
+        return self._gate.last if self._gate is not None else "off"
 
     def gray(self, frame: np.ndarray) -> np.ndarray:
         if frame.ndim == 3:
@@ -141,12 +155,14 @@ class FramePipeline:
                 return []
             result = self._decoder.decode(self.gray(frame))
         except Exception:  # an odd frame or a decoder bug must not kill the scanner thread
+            self.last_result = None
             self.stats.errors += 1
             log.exception("decoding a frame failed (decoder %s); frame skipped",
                           self._decoder.name)
             return []
         self.stats.decoded += 1
         self.stats.last_decode_ms = result.ms
+        self.last_result = result
         fresh = []
         for text in result.texts:
             if self._dedupe.accept(text, now):
@@ -244,6 +260,8 @@ class FrameLoop:
         self.reopens = 0
         self.last_error: str | None = None
         self._delivered = False  # the reader delivered a frame since it was last opened
+        # The installer page's preview: offered every decoded frame, keeps a few a second.
+        self.tap: FrameTap | None = None
 
     def start(self, on_scan: OnScan) -> None:
         if self._threads:
@@ -361,16 +379,18 @@ class FrameLoop:
                 continue
             frame, mono = item
             texts = self._pipeline.process(frame, mono)
-            if not texts:
-                continue
-            # One frame, one scan: the first code in decoder order; the rest ride along
-            # to be recorded as ignored (agent.core.events.Scan).
-            scan = Scan(text=texts[0], method=self._method, at=time.time(), mono=mono,
-                        others=tuple(texts[1:]))
-            try:
-                self._on_scan(scan)
-            except Exception:
-                log.exception("%s: the scan callback failed", self._name)
+            if texts:
+                # One frame, one scan: the first code in decoder order; the rest ride along
+                # to be recorded as ignored (agent.core.events.Scan).
+                scan = Scan(text=texts[0], method=self._method, at=time.time(), mono=mono,
+                            others=tuple(texts[1:]))
+                try:
+                    self._on_scan(scan)
+                except Exception:
+                    log.exception("%s: the scan callback failed", self._name)
+            tap = self.tap  # after the scan went out: the preview never delays one
+            if tap is not None:
+                tap.offer(frame, mono, self._pipeline.last_result, self._pipeline.gate_state)
         if self.state != "reopening":
             self.state = "finished" if not self._stop.is_set() else "stopped"
         self.finished.set()
@@ -399,3 +419,7 @@ class LoopSource:
 
     def status(self) -> dict[str, object]:
         return self._loop.status()
+
+    def attach_tap(self, tap: FrameTap) -> None:
+        """Let the installer's preview see the frames this source decodes (hw.preview)."""
+        self._loop.tap = tap

@@ -40,7 +40,8 @@ if [ "$want_test" = 1 ]; then
   fi
   # The centre's tests start their own PostgreSQL server from these binaries.
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_pkgs+=(postgresql)
-  # The console's browser tests: headless Chromium, its driver, a font with Chinese glyphs.
+  # The console's and the installer page's browser tests: headless Chromium, its driver,
+  # a font with Chinese glyphs.
   command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || need_pkgs+=(chromium-driver)
   [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need_pkgs+=(fonts-wqy-microhei)

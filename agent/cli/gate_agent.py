@@ -14,6 +14,7 @@ COMMANDS: list[str] = [
     "agent.cli.ga_state",
     "agent.cli.ga_provision",
     "agent.cli.ga_recovery",
+    "agent.cli.ga_web",
 ]
 
 

@@ -215,6 +215,23 @@ class MqttSection:
     ack_timeout_s: float = opt(60.0, _upto(86_400))
 
 
+def _bind(value: str) -> str | None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return f'must be "address:port" such as "0.0.0.0:8080", got {value!r}'
+    return None
+
+
+@dataclass(frozen=True)
+class WebSection:
+    """The installer's page on the gate (agent/runtime/web); off unless enabled."""
+
+    enabled: bool = opt(False)
+    bind: str = opt("0.0.0.0:8080", _bind)
+    # The one-time installer token; default <state dir>/web-token (Config.web_token_path).
+    token_file: Path | None = opt(None)
+
+
 @dataclass(frozen=True)
 class Config:
     gate: GateSection
@@ -228,7 +245,12 @@ class Config:
     camera: CameraSection = field(default_factory=CameraSection)
     serial: SerialSection = field(default_factory=SerialSection)
     mqtt: MqttSection | None = None
+    web: WebSection = field(default_factory=WebSection)
     path: Path | None = None
+
+    def web_token_path(self) -> Path:
+        """Where the installer page's one-time token lives."""
+        return self.web.token_file or self.state.dir / "web-token"
 
     def pins(self) -> dict[str, int]:
         """Every configured GPIO pin by its dotted config key."""

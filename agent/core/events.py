@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -31,6 +32,19 @@ class Inbound:
     kind: str  # revocations_full | revocations_delta | cmd | time
     payload: bytes
     retained: bool = False
+
+
+@dataclass(frozen=True)
+class LocalOpen:
+    """One pulse asked for on the gate itself (the installer page's relay test).
+
+    Handled like the centre's open command (``Controller.open_once``: recorded, then one
+    pulse, refused in lockdown); ``reply(done)`` is called on the controller thread and
+    must only hand off.
+    """
+
+    cause: str  # the entry row's "command", e.g. "relay_test"
+    reply: Callable[[bool], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent.core.events import DoorInput, Inbound, Scan, Stop
+from agent.core.events import DoorInput, Inbound, LocalOpen, Scan, Stop
 from agent.core.reasons import Reason, denial_class
 from agent.core.timefmt import format_instant
 from agent.gate import record
@@ -44,7 +44,7 @@ from agent.protocol.command import peek_command_id
 
 log = logging.getLogger(__name__)
 
-Event = Scan | DoorInput | Inbound | Stop
+Event = Scan | DoorInput | Inbound | LocalOpen | Stop
 
 LAST_DECISIONS = 8
 LATENCY_SAMPLES = 4096
@@ -232,6 +232,10 @@ class Controller:
                 log.warning("no handler for inbound %s message; ignored", event.kind)
             else:
                 handler(event)
+        elif isinstance(event, LocalOpen):
+            done = self.open_once(event.cause)
+            if event.reply is not None:
+                event.reply(done)
         else:
             raise TypeError(f"unexpected controller event {event!r}")
 

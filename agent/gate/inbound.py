@@ -15,6 +15,7 @@ that fails admission is counted too (``inbound.refused``) and costs nothing else
 
 The controller serves the local queue first. After :meth:`Inbox.close` (shutdown) the
 queues take nothing new; what was queued before is still handed out, then ``Stop``.
+The installer page's relay test (``LocalOpen``) is local work too.
 Imported by the controller and the daemon only.
 """
 
@@ -28,14 +29,14 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.core.errors import ProtocolError
-from agent.core.events import DoorInput, Inbound, Scan, Stop
+from agent.core.events import DoorInput, Inbound, LocalOpen, Scan, Stop
 from agent.protocol.command import COMMAND_TYPE, MAX_COMMAND_BYTES
 from agent.protocol.keys import KeyRing
 from agent.protocol.revocation import DOC_TYPE, MAX_DELTA_BYTES, MAX_LIST_BYTES
 from agent.protocol.signed_doc import authenticate, check_kid_and_type
 from agent.protocol.timemsg import MAX_TIME_BYTES, TIME_TYPE
 
-LocalEvent = Scan | DoorInput  # anything else a bug put here fails in the loop
+LocalEvent = Scan | DoorInput | LocalOpen  # anything else a bug put here fails in the loop
 Item = LocalEvent | Inbound | Stop
 
 # Largest payload per kind, checked before anything is copied or queued.

@@ -97,6 +97,9 @@ class Daemon:
         self.timekeeper: Timekeeper | None = None
         self.highwater: HighWater | None = None
         self.door: Door | None = None
+        self.inputs: Any = None
+        self.frame_tap: Any = None  # hw.preview.FrameTap when [web] is enabled
+        self.web: Any = None  # agent.runtime.web.server.WebServer
 
     # ---- building ----------------------------------------------------------------------
 
@@ -178,9 +181,36 @@ class Daemon:
                                     payload_caps=CAPS)
             self.controller.attach_sync(self.sync)
         self._inputs_factory = factory
+        if cfg.web.enabled:
+            from hw.preview import FrameTap
+
+            self.frame_tap = FrameTap()
         self.source = self._make_source()
+        if cfg.web.enabled:
+            self.web = self._make_web()
+            if self.web is not None:
+                self._closers.append(("installer page", self.web.stop))
+
+    def _make_web(self) -> Any:
+        """The installer page; a page that cannot start leaves the gate working without it."""
+        from agent.runtime.web.live import LiveGate
+        from agent.runtime.web.server import WebServer
+
+        try:
+            return WebServer(LiveGate(self, self.frame_tap))
+        except OSError as exc:
+            log.error("installer page not started: cannot listen on %s (%s); fix [web] bind",
+                      self.config.web.bind, exc)
+            return None
 
     def _make_source(self) -> CodeSource | None:
+        source = self._new_source()
+        attach = getattr(source, "attach_tap", None)  # camera-like sources only
+        if self.frame_tap is not None and attach is not None:
+            attach(self.frame_tap)
+        return source
+
+    def _new_source(self) -> CodeSource | None:
         cfg = self.config
         if self.options.source is not None:
             from hw.decoders import make_decoder
@@ -219,10 +249,14 @@ class Daemon:
             inputs = DoorInputs(input_settings(cfg.door), self._inputs_factory,
                                 self.controller.on_door_input)
             self._closers.append(("inputs", inputs.close))
+            self.inputs = inputs
         if self.sync is not None:
             self.sync.start()
         if self.source is not None:
             self.source.start_scans(self.controller.on_scan)
+        if self.web is not None:
+            self.web.start()
+            self._observe({"type": "web", "url": self.web.url, "port": self.web.port})
         self.notifier.ready(self.status_line())
         log.info("gate %s/%s ready: %s", cfg.gate.site, cfg.gate.id, self.status_line())
 
@@ -292,6 +326,11 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop sources, drain the controller, lock, say goodbye, close (idempotent)."""
         self.notifier.stopping("stopping: locking the door")
+        if self.web is not None:
+            try:
+                self.web.stop()
+            except Exception:
+                log.exception("stopping the installer page failed")
         if self.source is not None:
             try:
                 self.source.stop(3.0)
