@@ -193,6 +193,9 @@ def config_mapping(spec: GateSpec, inputs: Inputs) -> dict[str, dict[str, Any]]:
         "trust": {"keys_dir": "keys/issuers", "ops_keys_dir": "keys/ops"},
         "mqtt": {"url": inputs.broker, "ca_file": "tls/ca.pem", "cert_file": "tls/gate.pem",
                  "key_file": KEY_FILE},
+        # The installer's page (off unless enabled, e.g. --set web.enabled=true) logs in
+        # with the bundle's one-time token.
+        "web": {"token_file": TOKEN},
     }
     for dotted, value in spec.options.items():
         section, key = dotted.split(".")
