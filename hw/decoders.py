@@ -1,10 +1,16 @@
-"""QR decoders behind one interface: zxing-cpp first, pyzbar on a binarised frame as fallback.
+"""QR decoders behind one interface: zxing-cpp first, then a chain of fallback passes.
 
 Choice measured, not assumed (docs/hardware.md, benchmarks/bench_decode.py): zxing-cpp reads
 more images, reads dark-mode (inverted) screens in the same pass, and is 5-10x faster than
-pyzbar. pyzbar on an Otsu-binarised frame still reads a few images zxing-cpp misses, so
-``auto`` tries it when zxing-cpp finds nothing; it is the only decoder on platforms without a
-zxing-cpp wheel (32-bit Raspberry Pi OS).
+pyzbar. Each library still reads images the other misses, so ``auto`` runs, when zxing-cpp
+finds nothing: zxing-cpp on a 1.5x enlarged frame (small modules), zbar on the frame as it
+is (what pyzbar alone reads), zbar on an Otsu-binarised frame. The chain holds each
+library's own plain pass, so it reads at least the union of the two. pyzbar is the only
+decoder on platforms without a zxing-cpp wheel (32-bit Raspberry Pi OS).
+
+The fallback passes cost 10-30x the first pass on a frame without a code; the caller says
+when they may run (``decode(gray, fallback=False)``): on a stream, hw.frames.ChangeGate
+allows them only on frames that changed or settled, never on a still, already-tried view.
 
 Both libraries are imported lazily so this module loads on a machine missing either one.
 """
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -59,8 +66,11 @@ class DecodeResult:
 class Decoder(Protocol):
     name: str
 
-    def decode(self, gray: np.ndarray) -> DecodeResult:
-        """Decode every QR code in a 2-D uint8 grayscale image; never raises on image content."""
+    def decode(self, gray: np.ndarray, fallback: bool = True) -> DecodeResult:
+        """Decode every QR code in a 2-D uint8 grayscale image; never raises on image content.
+
+        ``fallback=False``: the first (cheap) pass only.
+        """
         ...
 
 
@@ -84,7 +94,9 @@ class ZxingDecoder:
 
     name = "zxing"
 
-    def __init__(self, try_downscale: bool = True, try_rotate: bool = False) -> None:
+    def __init__(
+        self, try_downscale: bool = True, try_rotate: bool = False, scale: float = 1.0
+    ) -> None:
         try:
             import zxingcpp
         except ImportError as exc:
@@ -97,11 +109,20 @@ class ZxingDecoder:
         self._downscale = try_downscale
         # QR finder patterns are rotation-invariant; try_rotate only helps linear codes.
         self._rotate = try_rotate
+        # > 1: enlarge first; zxing-cpp then reads codes of ~2-3 pixels per module.
+        self._scale = scale
 
-    def decode(self, gray: np.ndarray) -> DecodeResult:
+    def decode(self, gray: np.ndarray, fallback: bool = True) -> DecodeResult:
         start = time.perf_counter()
+        gray = _as_gray(gray)
+        if self._scale != 1.0 and min(gray.shape[:2]) >= 2:
+            import cv2
+
+            gray = cv2.resize(
+                gray, None, fx=self._scale, fy=self._scale, interpolation=cv2.INTER_CUBIC
+            )
         found = self._zx.read_barcodes(
-            _as_gray(gray),
+            gray,
             formats=self._formats,
             try_rotate=self._rotate,
             try_downscale=self._downscale,
@@ -113,12 +134,13 @@ class ZxingDecoder:
         texts = _unique([b.text for b in valid])
         ms = (time.perf_counter() - start) * 1000
         return DecodeResult(texts, self.name if texts else None, ms,
-                            tuple(_zxing_found(b) for b in valid))
+                            tuple(_zxing_found(b, self._scale) for b in valid))
 
 
-def _zxing_found(barcode: Any) -> Found:
+def _zxing_found(barcode: Any, scale: float = 1.0) -> Found:
+    """``scale``: the frame was enlarged by it before reading; corners are the frame's."""
     p = barcode.position
-    corners = tuple((int(q.x), int(q.y)) for q in
+    corners = tuple((round(q.x / scale), round(q.y / scale)) for q in
                     (p.top_left, p.top_right, p.bottom_right, p.bottom_left))
     try:  # QR version v has 17 + 4v modules per side
         modules: int | None = 17 + 4 * int(barcode.extra.get("Version", ""))
@@ -131,13 +153,15 @@ class PyzbarDecoder:
     """zbar through pyzbar, on an Otsu-binarised frame (and its inverse for dark mode).
 
     zbar cannot read light-on-dark codes, so standalone it also tries the inverted frame;
-    as the fallback behind zxing-cpp (which already tried inverted) ``try_invert=False``
-    keeps the cost of a frame without a code to one zbar pass.
+    as a fallback behind zxing-cpp (which already tried inverted) ``try_invert=False``
+    keeps the cost of a frame without a code to one zbar pass. ``binarize=False`` hands
+    zbar the frame as it is (zbar's own thresholding), which reads some photographs the
+    Otsu pass loses, and the other way round.
     """
 
     name = "pyzbar"
 
-    def __init__(self, try_invert: bool = True) -> None:
+    def __init__(self, try_invert: bool = True, binarize: bool = True) -> None:
         try:
             from pyzbar import pyzbar
         except ImportError as exc:
@@ -151,6 +175,7 @@ class PyzbarDecoder:
         self._cv2: Any = cv2
         self._symbols = [pyzbar.ZBarSymbol.QRCODE]
         self._invert = try_invert
+        self._binarize = binarize
 
     def _read(self, binary: np.ndarray) -> list[Found]:
         out = []
@@ -168,13 +193,16 @@ class PyzbarDecoder:
             out.append(Found(text, tuple(points)))  # type: ignore[arg-type]
         return out
 
-    def decode(self, gray: np.ndarray) -> DecodeResult:
+    def decode(self, gray: np.ndarray, fallback: bool = True) -> DecodeResult:
         start = time.perf_counter()
         cv2 = self._cv2
         gray = _as_gray(gray)
-        _, binary = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        if self._binarize:
+            _, binary = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        else:
+            binary = gray
         found = self._read(binary)
-        if not found and self._invert:
+        if not found and self._invert and fallback:
             found = self._read(cv2.bitwise_not(binary))
         found = [f for f in found if f.text]
         texts = _unique([f.text for f in found])
@@ -183,37 +211,30 @@ class PyzbarDecoder:
 
 
 class FallbackDecoder:
-    """The primary decoder, then the fallback when the primary reads nothing.
+    """The primary decoder, then each fallback in turn until one reads something.
 
-    The fallback (zbar) costs 10-20x the primary on a frame without a code, so on a
-    stream it runs at most once per ``fallback_interval_s``: a scene with people moving
-    but no code stays cheap, and a code only zbar reads is still read within that time.
-    ``0`` runs it on every frame (single images: ``decode``, ``verify --image``).
+    Fallbacks run only when the primary read nothing and the caller allows them
+    (``fallback=True``, the default: single images get every pass). On a stream the
+    frame pipeline decides per frame (hw.frames.ChangeGate), so a still scene costs
+    one cheap primary pass per refresh.
     """
 
-    def __init__(
-        self, primary: Decoder, fallback: Decoder, fallback_interval_s: float = 0.0
-    ) -> None:
+    def __init__(self, primary: Decoder, fallbacks: Sequence[Decoder]) -> None:
         self._primary = primary
-        self._fallback = fallback
-        self._interval = fallback_interval_s
-        self._last_fallback: float | None = None
-        self.name = f"{primary.name}+{fallback.name}"
+        self._fallbacks = tuple(fallbacks)
+        names = dict.fromkeys([primary.name, *(f.name for f in self._fallbacks)])
+        self.name = "+".join(names)
 
-    def decode(self, gray: np.ndarray) -> DecodeResult:
+    def decode(self, gray: np.ndarray, fallback: bool = True) -> DecodeResult:
         start = time.perf_counter()
         gray = _as_gray(gray)
-        result = self._primary.decode(gray)
-        if result.texts:
-            return DecodeResult(result.texts, result.decoder, _since_ms(start), result.found)
-        now = time.monotonic()
-        if self._last_fallback is None or now - self._last_fallback >= self._interval:
-            self._last_fallback = now
-            result = self._fallback.decode(gray)
-            if result.texts:
-                return DecodeResult(result.texts, result.decoder, _since_ms(start),
-                                    result.found)
-        return DecodeResult([], None, _since_ms(start))
+        result = self._primary.decode(gray, fallback=fallback)
+        if not result.texts and fallback:
+            for decoder in self._fallbacks:
+                result = decoder.decode(gray, fallback=False)
+                if result.texts:
+                    break
+        return DecodeResult(result.texts, result.decoder, _since_ms(start), result.found)
 
 
 def _since_ms(start: float) -> float:
@@ -224,19 +245,20 @@ def zxing_available() -> bool:
     return importlib.util.find_spec("zxingcpp") is not None
 
 
-def make_decoder(kind: DecoderKind = "auto", fallback_interval_s: float = 1.0) -> Decoder:
+def make_decoder(kind: DecoderKind = "auto") -> Decoder:
     """Build the configured decoder (``[camera] decoder``).
 
-    ``auto``: zxing-cpp, then pyzbar when zxing-cpp reads nothing (at most once per
-    ``fallback_interval_s``; pass 0 for single images); pyzbar alone when zxing-cpp has
-    no wheel for this platform.
+    ``auto``: zxing-cpp, then (fallback) zxing-cpp enlarged 1.5x, zbar on the frame as it
+    is, zbar on an Otsu-binarised frame; the pyzbar chain alone when zxing-cpp has no
+    wheel for this platform. ``zxing`` / ``pyzbar``: that library's passes only.
     """
-    if kind == "zxing":
-        return ZxingDecoder()
-    if kind == "pyzbar":
-        return PyzbarDecoder()
-    if kind != "auto":
+    if kind not in ("auto", "zxing", "pyzbar"):
         raise HardwareError(f"unknown decoder {kind!r}: use auto, zxing or pyzbar")
-    if not zxing_available():
-        return PyzbarDecoder()
-    return FallbackDecoder(ZxingDecoder(), PyzbarDecoder(try_invert=False), fallback_interval_s)
+    zbar = [PyzbarDecoder(try_invert=False, binarize=False), PyzbarDecoder(try_invert=False)]
+    if kind == "pyzbar" or (kind == "auto" and not zxing_available()):
+        # Otsu first (3x cheaper on an empty frame), its inverse for dark mode, then raw.
+        return FallbackDecoder(PyzbarDecoder(), zbar[:1])
+    zxing = [ZxingDecoder(), ZxingDecoder(scale=1.5)]
+    if kind == "zxing":
+        return FallbackDecoder(zxing[0], zxing[1:])
+    return FallbackDecoder(zxing[0], [*zxing[1:], *zbar])

@@ -11,23 +11,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
 from agent.core.backoff import Backoff
 from agent.core.events import Scan
 from hw.decoders import Decoder, DecodeResult
+from hw.scans import Deduper, OnCode, OnScan, adapt_on_code
 
 if TYPE_CHECKING:
     from hw.preview import FrameTap
 
+__all__ = ["ChangeGate", "Deduper", "FrameLoop", "FramePipeline", "LoopSource", "OnCode",
+           "OnScan", "adapt_on_code"]
+
 log = logging.getLogger(__name__)
 
-OnCode = Callable[[str, str], None]
-OnScan = Callable[[Scan], None]
+
+Verdict = Literal["skip", "primary", "full"]
 
 
 class ChangeGate:
@@ -36,6 +39,12 @@ class ChangeGate:
     Compares a small thumbnail with the previous frame's: a frame is decoded while the
     scene moves, once more after motion settles (the phone is now still and sharp), and
     at least every ``refresh_s`` so a code that slid in slowly is still read.
+
+    It also says which frames earn the decoder's costly fallback passes (``"full"``):
+    the first frame and a settled one always; a moving scene at most once per
+    ``fallback_interval_s`` (a trembling hand never settles); a periodic refresh only
+    when the view drifted since the last full pass (a still, empty view was already
+    tried: that keeps idle CPU at one cheap pass per refresh).
     """
 
     def __init__(
@@ -44,6 +53,7 @@ class ChangeGate:
         pixel_delta: int = 12,
         changed_fraction: float = 0.004,
         refresh_s: float = 2.0,
+        fallback_interval_s: float = 1.0,
     ) -> None:
         import cv2
 
@@ -52,11 +62,14 @@ class ChangeGate:
         self._delta = pixel_delta
         self._fraction = changed_fraction
         self._refresh_s = refresh_s
+        self._fallback_interval = fallback_interval_s
         self._previous: np.ndarray | None = None
         self._moving = False
         self._last_decode: float | None = None
         # Why the last frame was (not) decoded, for the installer's preview.
         self.last = "first"
+        self._last_full: float | None = None
+        self._full_thumb: np.ndarray | None = None
 
     def thumbnail(self, frame: np.ndarray) -> np.ndarray:
         """Gray thumbnail of a gray or BGR frame, without converting the full frame.
@@ -70,45 +83,49 @@ class ChangeGate:
             small = small[..., 1]
         return self._cv2.resize(small, self._size, interpolation=self._cv2.INTER_AREA)
 
+    def _differs(self, a: np.ndarray, b: np.ndarray) -> bool:
+        if a.shape != b.shape:
+            return True
+        moved = int(np.count_nonzero(self._cv2.absdiff(a, b) > self._delta))
+        return moved > self._fraction * a.size
+
     def changed(self, frame: np.ndarray) -> bool:
         """True when this frame differs from the previous one (updates the reference)."""
         thumb = self.thumbnail(frame)
         previous, self._previous = self._previous, thumb
         if previous is None:
-            return False  # no reference yet; should_decode decodes the first frame anyway
-        diff = self._cv2.absdiff(thumb, previous)
-        moved = int(np.count_nonzero(diff > self._delta))
-        return moved > self._fraction * thumb.size
+            return False  # no reference yet; verdict decodes the first frame anyway
+        return self._differs(thumb, previous)
 
     def should_decode(self, frame: np.ndarray, now: float) -> bool:
+        return self.verdict(frame, now) != "skip"
+
+    def verdict(self, frame: np.ndarray, now: float) -> Verdict:
+        """``skip`` (no decode), ``primary`` (first pass only) or ``full`` (with fallbacks)."""
         changed = self.changed(frame)
         settled = self._moving and not changed
         self._moving = changed
-        due = self._last_decode is None or now - self._last_decode >= self._refresh_s
+        last = self._last_decode
+        first = last is None
+        due = last is None or now - last >= self._refresh_s
         self.last = ("moving" if changed else "settled" if settled else "refresh" if due
                      else "unchanged")
-        if changed or settled or due:
-            self._last_decode = now
-            return True
-        return False
-
-
-class Deduper:
-    """The same text seen again within ``window_s`` of its last sighting is one scan.
-
-    The window slides while the code stays in view, so a phone held at the reader for
-    ten seconds is one scan, not one every ``window_s``.
-    """
-
-    def __init__(self, window_s: float) -> None:
-        self._window = window_s
-        self._seen: dict[str, float] = {}
-
-    def accept(self, text: str, now: float) -> bool:
-        self._seen = {t: at for t, at in self._seen.items() if now - at < self._window}
-        fresh = text not in self._seen
-        self._seen[text] = now
-        return fresh
+        if not (changed or settled or due):
+            return "skip"
+        self._last_decode = now
+        thumb = self._previous
+        assert thumb is not None
+        if first or settled:
+            full = True
+        elif changed:
+            full = self._last_full is None or now - self._last_full >= self._fallback_interval
+        else:  # a periodic refresh of a view that looked still
+            full = self._full_thumb is None or self._differs(thumb, self._full_thumb)
+        if not full:
+            return "primary"
+        self._last_full = now
+        self._full_thumb = thumb
+        return "full"
 
 
 @dataclass
@@ -116,6 +133,7 @@ class PipelineStats:
     frames: int = 0
     decoded: int = 0
     skipped: int = 0
+    full: int = 0  # decodes allowed the fallback passes
     codes: int = 0
     duplicates: int = 0
     errors: int = 0
@@ -125,12 +143,21 @@ class PipelineStats:
 class FramePipeline:
     """Frame -> grayscale -> change gate -> decoder -> de-duplication -> new texts."""
 
-    def __init__(self, decoder: Decoder, dedupe_s: float, gate: ChangeGate | None) -> None:
+    def __init__(
+        self,
+        decoder: Decoder,
+        dedupe_s: float,
+        gate: ChangeGate | None,
+        fallback_interval_s: float = 1.0,
+    ) -> None:
         import cv2
 
         self._cv2: Any = cv2
         self._decoder = decoder
         self._gate = gate
+        # Without a change gate every frame is decoded; fallbacks then at most this often.
+        self._fallback_interval = fallback_interval_s
+        self._last_full: float | None = None
         self._dedupe = Deduper(dedupe_s)
         self.stats = PipelineStats()
         # The decoder's last answer (it still holds while the change gate skips frames).
@@ -150,10 +177,11 @@ class FramePipeline:
         """Return the texts in this frame not already reported within the dedupe window."""
         self.stats.frames += 1
         try:
-            if self._gate is not None and not self._gate.should_decode(frame, now):
+            verdict = self._verdict(frame, now)
+            if verdict == "skip":
                 self.stats.skipped += 1
                 return []
-            result = self._decoder.decode(self.gray(frame))
+            result = self._decoder.decode(self.gray(frame), fallback=verdict == "full")
         except Exception:  # an odd frame or a decoder bug must not kill the scanner thread
             self.last_result = None
             self.stats.errors += 1
@@ -171,6 +199,18 @@ class FramePipeline:
                 self.stats.duplicates += 1
         self.stats.codes += len(fresh)
         return fresh
+
+    def _verdict(self, frame: np.ndarray, now: float) -> Verdict:
+        if self._gate is not None:
+            verdict = self._gate.verdict(frame, now)
+            if verdict == "full":
+                self.stats.full += 1
+            return verdict
+        if self._last_full is None or now - self._last_full >= self._fallback_interval:
+            self._last_full = now
+            self.stats.full += 1
+            return "full"
+        return "primary"
 
 
 class FrameReader(Protocol):
@@ -218,10 +258,6 @@ class LatestFrame:
     @property
     def closed(self) -> bool:
         return self._closed
-
-
-def adapt_on_code(on_code: OnCode) -> OnScan:
-    return lambda scan: on_code(scan.text, scan.method)
 
 
 class FrameLoop:

@@ -15,7 +15,7 @@ from typing import Any
 
 from agent.core.backoff import Backoff
 from agent.core.events import Scan
-from hw.frames import Deduper, OnCode, OnScan, adapt_on_code
+from hw.scans import Deduper, OnCode, OnScan, adapt_on_code
 from hw.settings import SerialSettings
 
 log = logging.getLogger(__name__)

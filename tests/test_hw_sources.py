@@ -14,7 +14,7 @@ from agent.core.events import Scan
 from hw import render
 from hw.camera import CameraSource
 from hw.decoders import make_decoder
-from hw.frames import ChangeGate, Deduper
+from hw.frames import ChangeGate, Deduper, FramePipeline
 from hw.settings import CameraSettings
 from hw.sources import SimulatedSource
 from tests.conftest import require
@@ -86,7 +86,7 @@ def test_same_code_again_after_the_window_is_a_new_scan(tmp_path: Path) -> None:
         image = SCENE if code is None else render.place(SCENE, code)
         cv2.imwrite(str(folder / f"{i:03d}.png"), image)
     # dedupe 0: every reappearance after leaving the view is a new scan
-    source = SimulatedSource(folder, 100, 0.0, make_decoder("auto"))
+    source = SimulatedSource(folder, 25, 0.0, make_decoder("auto"))  # no frame dropped
     texts = [s.text for s in collect(source)]
     assert texts.count("QM1:COURIER-A") >= 2
 
@@ -198,6 +198,40 @@ def test_change_gate_skips_still_frames_decodes_after_motion_and_periodically() 
     assert gate.should_decode(moved, 1.4)  # periodic refresh
 
 
+def test_change_gate_grants_fallback_passes_only_to_new_views() -> None:
+    """The costly fallback passes: first and settled frames; a moving scene at most once
+    per interval; a periodic refresh of an already-tried still view never."""
+    gate = ChangeGate(refresh_s=1.0, fallback_interval_s=0.5)
+    moved = render.place(SCENE, CODE_A)
+    assert gate.verdict(SCENE, 0.0) == "full"  # first frame
+    assert gate.verdict(SCENE, 1.0) == "primary"  # refresh of the same still view
+    assert gate.verdict(SCENE, 2.0) == "primary"
+    assert gate.verdict(moved, 2.1) == "full"  # motion, first time in the interval
+    assert gate.verdict(SCENE, 2.2) == "primary"  # still moving, within the interval
+    assert gate.verdict(SCENE, 2.3) == "full"  # settled: the still, sharp frame
+    assert gate.verdict(SCENE, 2.4) == "skip"
+    assert gate.verdict(moved, 2.5) == "primary"  # moving again, 0.2 s after the last full
+    assert gate.verdict(SCENE, 2.8) == "full"  # moving, the interval has passed
+
+
+def test_change_gate_refresh_tries_fallbacks_when_the_view_drifted_slowly() -> None:
+    """A code that slid in too slowly to count as motion gets the full passes at refresh."""
+    gate = ChangeGate(refresh_s=1.0)
+    assert gate.verdict(SCENE, 0.0) == "full"
+    slid = render.place(SCENE, CODE_A)
+    gate._previous = gate.thumbnail(slid)  # the slow slide: every step below the threshold
+    assert gate.verdict(slid, 1.0) == "full"
+    assert gate.verdict(slid, 2.0) == "primary"
+
+
+def test_idle_stream_runs_the_fallback_once() -> None:
+    """A static camera view: one full decode, then only cheap first passes at refresh."""
+    pipeline = FramePipeline(make_decoder("auto"), 3.0, ChangeGate(refresh_s=0.5))
+    for i in range(40):
+        pipeline.process(SCENE, i / 15)
+    assert pipeline.stats.decoded == 5 and pipeline.stats.full == 1  # 0, 0.53, ... 2.13 s
+
+
 def test_change_gate_ignores_sensor_noise() -> None:
     gate = ChangeGate()
     rng = np.random.default_rng(7)
@@ -252,7 +286,7 @@ class UnpluggableCamera:
 def test_camera_unplugged_mid_stream_is_reopened_and_scans_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from hw.frames import FrameLoop, FramePipeline
+    from hw.frames import FrameLoop
 
     reader = UnpluggableCamera([5, "fail", "fail", 0, 0, 0, "code"])
     pipeline = FramePipeline(make_decoder("auto"), 3.0, ChangeGate())

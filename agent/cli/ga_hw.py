@@ -69,7 +69,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         config = config_from_args(args)
     kind = args.decoder or (config.camera.decoder if config else "auto")
     # every image gets the full fallback; camera frames too (this is a diagnostic)
-    decoder = make_decoder(kind, fallback_interval_s=0.0)
+    decoder = make_decoder(kind)
     read_any = False
     if args.image:
         from hw.imagefile import read_gray

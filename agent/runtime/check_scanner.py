@@ -81,8 +81,8 @@ class _WatchedDecoder:
         self.brightness: float | None = None
         self.contrast: float | None = None
 
-    def decode(self, gray: np.ndarray) -> DecodeResult:
-        result = self._inner.decode(gray)
+    def decode(self, gray: np.ndarray, fallback: bool = True) -> DecodeResult:
+        result = self._inner.decode(gray, fallback)
         if result.texts and self.read is None:
             self.read = result
         sample = gray[::8, ::8]

@@ -111,7 +111,7 @@ class Verifier:
             from hw.decoders import make_decoder
 
             # Single images: the fallback decoder runs on every one, never rate-limited.
-            self._decoder = make_decoder("auto", fallback_interval_s=0)
+            self._decoder = make_decoder("auto")
         texts: list[str] = self._decoder.decode(gray).texts
         return texts
 
