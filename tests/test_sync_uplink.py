@@ -146,6 +146,62 @@ def test_drain_restart_resends_from_oldest_unacked(tmp_path: Path) -> None:
     assert [seq for _, seq in sent[4:]] == [1, 3, 4, 5]
 
 
+def test_drain_publishes_the_recorded_json_byte_for_byte(tmp_path: Path) -> None:
+    """The centre gets each event exactly as the gate recorded it (``id`` and ``seq`` first,
+    UTF-8 as written), and a resend repeats the very same bytes."""
+    outbox = make_outbox(tmp_path)
+    entries = [outbox.append({**_event(i), "detail": "北门 door ✓"}) for i in range(3)]
+    sent: list[bytes] = []
+
+    def publish(topic: str, payload: bytes) -> int:
+        sent.append(payload)
+        return len(sent)
+
+    drain = UplinkDrain(outbox, EVENTS, window=10)
+    assert drain.fill(publish) == 3
+    assert [json.loads(p) for p in sent] == [e.event for e in entries]
+    for payload, entry in zip(sent, entries, strict=True):
+        assert payload.startswith(f'{{"id":"{entry.id}","seq":{entry.seq},'.encode())
+        assert "北门 door ✓".encode() in payload
+    drain.restart()  # connection lost before any PUBACK: all three go again
+    assert drain.fill(publish) == 3
+    assert sent[3:] == sent[:3]
+
+
+def test_batched_drain_deletes_pubacked_rows_together_and_never_loses_one(
+    tmp_path: Path,
+) -> None:
+    """Fewer SQLite writes: PUBACKed rows leave the outbox a batch at a time, the rest when
+    the window empties or the connection restarts; none is deleted before its PUBACK."""
+    outbox = make_outbox(tmp_path)
+    for i in range(20):
+        outbox.append(_event(i))
+    sent: list[int] = []
+
+    def publish(topic: str, payload: bytes) -> int:
+        sent.append(json.loads(payload)["seq"])
+        return len(sent)
+
+    drain = UplinkDrain(outbox, EVENTS, window=8, batch=4)
+    assert drain.fill(publish) == 8  # seqs 1-8 as mids 1-8
+    drain.on_pubacks([1])
+    assert drain.fill(publish) == 0  # one free slot: wait for half a batch of room
+    drain.on_pubacks([2, 3])
+    assert backlog(outbox) == 20  # three PUBACKed rows wait for the batch
+    assert drain.fill(publish) == 3  # seqs 9-11
+    drain.on_pubacks([4])
+    assert backlog(outbox) == 16  # the batch of four is deleted together
+    drain.on_pubacks([5])
+    drain.restart()  # connection lost: the PUBACKed row is deleted, not only resent
+    assert backlog(outbox) == 15
+    assert drain.fill(publish) == 8
+    assert sent[-8:] == [6, 7, 8, 9, 10, 11, 12, 13]  # from the oldest not PUBACKed
+    drain.on_pubacks(range(12, 18))
+    assert backlog(outbox) == 9
+    drain.on_pubacks([18, 19])  # the window is empty: no PUBACK is left to wait for
+    assert backlog(outbox) == 7
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.t = 0.0

@@ -83,6 +83,16 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class StoredEvent:
+    """An outbox row as the uplink sends it: the event's JSON bytes exactly as recorded
+    (they already hold ``id`` and ``seq``), neither decoded nor encoded again."""
+
+    seq: int
+    id: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
 class OutboxStatus:
     backlog: int  # events waiting for the broker's acknowledgement
     oldest_pending_ts: float | None
@@ -298,6 +308,16 @@ class EntryLog(LogIntegrity):
                 (after_seq, limit),
             ).fetchall()
         return [_entry(row) for row in rows]
+
+    def pending_payloads(self, after_seq: int = 0, limit: int = 100) -> list[StoredEvent]:
+        """Like :meth:`pending`, with each event's stored JSON as bytes (the uplink's read)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, id, CAST(event AS BLOB) FROM entries "
+                "WHERE acked_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
+        return [StoredEvent(int(seq), str(entry_id), bytes(data)) for seq, entry_id, data in rows]
 
     def ack(self, seqs: Iterable[int]) -> int:
         """Mark entries acknowledged by the broker; returns how many were pending.

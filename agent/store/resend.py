@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterable
 
 from agent.store import EntryLog
-from agent.store.entrylog import Entry
+from agent.store.entrylog import Entry, StoredEvent
 
 
 class ResendableOutbox:
@@ -32,11 +32,16 @@ class ResendableOutbox:
         self._rewind_to: int | None = None
 
     def pending(self, after_seq: int = 0, limit: int = 100) -> list[Entry]:
+        return self._log.pending(self._rewound(after_seq), limit)
+
+    def pending_payloads(self, after_seq: int = 0, limit: int = 100) -> list[StoredEvent]:
+        """What the uplink reads: the stored JSON bytes, sent as they are."""
+        return self._log.pending_payloads(self._rewound(after_seq), limit)
+
+    def _rewound(self, after_seq: int) -> int:
         with self._lock:
             rewind, self._rewind_to = self._rewind_to, None
-        if rewind is not None:
-            after_seq = min(after_seq, rewind - 1)
-        return self._log.pending(after_seq, limit)
+        return after_seq if rewind is None else min(after_seq, rewind - 1)
 
     def ack(self, seqs: Iterable[int]) -> int:
         return self._log.ack(seqs)

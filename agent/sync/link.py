@@ -149,8 +149,10 @@ class Link:
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
         # paho reports why a read failed (TLS error, reset) only in its log: keep the last.
-        client.on_log = self._handle_log
+        # A logger at ERROR, not on_log: paho formats every line for on_log (two per
+        # event sent), and a level check is all a logger costs for the lines it drops.
         self._last_error = ""
+        client.enable_logger(_LastError(self))
         self._client = client
         self._started = False
 
@@ -207,9 +209,8 @@ class Link:
             LinkSignal("connack", self.generation, ok=not reason.is_failure, reason=str(reason))
         )
 
-    def _handle_log(self, _c: paho.Client, _u: Any, level: int, message: str) -> None:
-        if level == paho.MQTT_LOG_ERR:
-            self._last_error = message  # read by _handle_disconnect, same thread
+    def note_error(self, message: str) -> None:
+        self._last_error = message  # read by _handle_disconnect, same thread
 
     def _handle_disconnect(
         self, _c: paho.Client, _u: Any, _flags: Any, reason: ReasonCode, _p: Any
@@ -229,3 +230,18 @@ class Link:
             if not isinstance(payload, bytes):
                 payload = bytes(payload)
             self._on_message(message.topic, payload, bool(message.retain))
+
+
+class _LastError(logging.Logger):
+    """paho's logger for one link: keeps its last error line for the "lost" reason.
+
+    Not registered with ``logging`` (no global state), not propagated to the journal.
+    """
+
+    def __init__(self, link: Link) -> None:
+        super().__init__(f"paho-link-{link.generation}", logging.ERROR)
+        self.propagate = False
+        self._link = link
+
+    def handle(self, record: logging.LogRecord) -> None:
+        self._link.note_error(record.getMessage())

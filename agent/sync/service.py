@@ -99,7 +99,9 @@ class SyncService:
         self.site = site
         self.gate = gate
         self.topics = GateTopics(site, gate)
-        self.drain = UplinkDrain(entry_log, self.topics.events, inflight or 100, acknowledger)
+        window = inflight or 100
+        self.drain = UplinkDrain(entry_log, self.topics.events, window, acknowledger,
+                                 batch=max(1, window // 2))
         self._deliver = deliver
         self._status = status
         self._status_interval_s = status_interval_s or 60.0
@@ -232,8 +234,16 @@ class SyncService:
             finally:
                 self._connected.clear()
                 link.close()
+                self._flush_confirmed()
             if not self._stopping.is_set():
                 self._wait(self._backoff.next_delay())
+
+    def _flush_confirmed(self) -> None:
+        """Delete the rows PUBACKed before the link ended (else they are only resent)."""
+        try:
+            self.drain.flush()
+        except Exception:
+            log.exception("marking PUBACKed events sent failed; they will be sent again")
 
     def _connect(self) -> Link | None:
         """Connect until an accepted CONNACK or stop; None when stopping."""
@@ -302,7 +312,8 @@ class SyncService:
             timeout = max(0.0, min(self._poll_s, next_status - time.monotonic()))
             mids: list[int] = []
             lost = False
-            for item in self._take(timeout):
+            items = self._take(timeout)
+            for item in items:
                 if isinstance(item, _Outgoing):
                     self._publish_outgoing(link, item)
                 elif isinstance(item, _CentreAck):
@@ -314,6 +325,8 @@ class SyncService:
                         lost = True
             if mids:
                 self.drain.on_pubacks(mids)
+            elif not items:  # a quiet poll: delete what the last partial batch holds
+                self.drain.flush()
             if lost:
                 raise LinkError("the broker closed the connection")
             if self.drain.acknowledger.overdue(time.monotonic()):

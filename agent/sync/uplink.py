@@ -5,7 +5,9 @@ read pending rows in sequence order after the highest one already in flight, pub
 most ``window`` unconfirmed events, and delete a row only when the ``Acknowledger`` says
 so (today: on its PUBACK). A new connection forgets everything in flight and starts again
 from the oldest unconfirmed row, so the broker may see an event twice (same ``id`` and
-``seq``; the centre deduplicates by id) but never zero times.
+``seq``; the centre deduplicates by id) but never zero times. Each message is the
+event's JSON exactly as the entry log recorded it (``id`` and ``seq`` included): the
+drain neither decodes nor re-encodes it (that was 9% of the worker's time).
 
 This class has no thread and no network: ``SyncService`` feeds it PUBACK mids on its
 own worker thread and gives it a ``publish`` callable, so it is tested directly.
@@ -16,28 +18,28 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
 
 class PendingEntry(Protocol):
-    """What the drain reads from an outbox row (``agent.store.Entry`` fits)."""
+    """What the drain reads from an outbox row (``agent.store.StoredEvent`` fits): the
+    event's JSON as recorded, ``id`` and ``seq`` included, published byte for byte."""
 
     @property
     def seq(self) -> int: ...
 
     @property
-    def id(self) -> str: ...
-
-    @property
-    def event(self) -> dict[str, Any]: ...
+    def payload(self) -> bytes: ...
 
 
 class Outbox(Protocol):
     """The part of ``agent.store.EntryLog`` the drain uses."""
 
-    def pending(self, after_seq: int = 0, limit: int = 100) -> Sequence[PendingEntry]: ...
+    def pending_payloads(
+        self, after_seq: int = 0, limit: int = 100
+    ) -> Sequence[PendingEntry]: ...
 
     def ack(self, seqs: Iterable[int]) -> object: ...
 
@@ -138,14 +140,6 @@ class CentreAcknowledger:
 Publish = Callable[[str, bytes], int]
 
 
-def encode_event(entry: PendingEntry) -> bytes:
-    """One JSON object per message; ``id`` and ``seq`` always present for dedup and gaps."""
-    body = dict(entry.event)
-    body["id"] = entry.id
-    body["seq"] = entry.seq
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
 class UplinkDrain:
     """Bounded window of unconfirmed events over an outbox (in flight to the broker, plus,
     with the centre acknowledgement, PUBACKed ones the centre has not confirmed yet)."""
@@ -156,9 +150,18 @@ class UplinkDrain:
         topic: str,
         window: int = 100,
         acknowledger: Acknowledger | None = None,
+        batch: int = 1,
     ) -> None:
+        """``batch`` > 1: delete PUBACKed rows that many at a time (:meth:`flush` deletes
+        the rest; so does the PUBACK that empties the window), and read new rows only
+        when half that much room is free. Each SQLite call gives
+        up the GIL and waits to get it back from paho's busy network thread, so fewer,
+        larger calls are what keeps the drain near raw paho; a PUBACKed row waiting in
+        the batch is at worst sent once more after a crash, never lost."""
         if window < 1:
             raise ValueError(f"in-flight window must be at least 1, got {window}")
+        if not 1 <= batch <= window:
+            raise ValueError(f"batch must be between 1 and the window {window}, got {batch}")
         self.outbox = outbox
         self.topic = topic
         self.window = window
@@ -166,6 +169,8 @@ class UplinkDrain:
         self._inflight: dict[int, int] = {}  # mid -> seq, this connection only
         self._cursor = 0  # highest seq published on this connection
         self.confirmed = 0  # rows deleted from the outbox
+        self.batch = batch
+        self._confirmable: list[int] = []  # PUBACKed, to be deleted with the next batch
 
     @property
     def inflight(self) -> int:
@@ -173,6 +178,7 @@ class UplinkDrain:
 
     def restart(self) -> None:
         """A new connection: nothing is in flight; resend from the oldest pending row."""
+        self.flush()
         self._inflight.clear()
         self._cursor = 0
         self.acknowledger.reset()
@@ -184,11 +190,11 @@ class UplinkDrain:
         stay in flight and the caller restarts the drain on the next connection.
         """
         room = self.window - len(self._inflight) - self.acknowledger.awaiting
-        if room <= 0:
+        if room < max(1, self.batch // 2):
             return 0
-        rows = self.outbox.pending(after_seq=self._cursor, limit=room)
+        rows = self.outbox.pending_payloads(after_seq=self._cursor, limit=room)
         for entry in rows:
-            mid = publish(self.topic, encode_event(entry))
+            mid = publish(self.topic, entry.payload)  # the recorded JSON, not re-encoded
             self._inflight[mid] = entry.seq
             self._cursor = entry.seq
         return len(rows)
@@ -198,7 +204,15 @@ class UplinkDrain:
         seqs = [self._inflight.pop(mid) for mid in mids if mid in self._inflight]
         if not seqs:
             return 0
-        return self.confirm(self.acknowledger.on_puback(seqs))
+        self._confirmable.extend(self.acknowledger.on_puback(seqs))
+        if len(self._confirmable) < self.batch and self._inflight:
+            return 0  # more PUBACKs are coming: delete with them
+        return self.flush()
+
+    def flush(self) -> int:
+        """Delete the PUBACKed rows still waiting for a full batch (idle, stop, restart)."""
+        seqs, self._confirmable = self._confirmable, []
+        return self.confirm(seqs)
 
     def on_centre_ack(self, payload: bytes) -> int:
         """The centre's acknowledgement (``{"upto": N}`` / ``{"seqs": [...]}``)."""
