@@ -115,6 +115,7 @@ def _serve(daemon: Daemon, stop: threading.Event) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    _fewer_malloc_arenas()
     configure_logging(args.verbose)
     config = config_from_args(args)
     if args.check_config:
@@ -153,6 +154,15 @@ def _local_broker() -> MqttSection | None:
     return MqttSection(url=f"mqtt://{LOCAL_BROKER[0]}:{LOCAL_BROKER[1]}", ack="puback")
 
 
+def _fewer_malloc_arenas(count: int = 2) -> None:
+    """Cap glibc's malloc arenas before the daemon's threads start: each thread that
+    allocates would get an arena of its own (up to 8 per core), each keeping freed memory.
+    Measured on the camera daemon: 3-4 MB less RSS, the same CPU (docs/decisions.md)."""
+    m_arena_max = -8  # from glibc's malloc.h
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: its allocator decides
+        ctypes.CDLL("libc.so.6").mallopt(m_arena_max, count)
+
+
 def _return_freed_memory() -> None:
     """Give the clip renderer's freed heap back to the OS: glibc keeps freed arenas, so
     the demo would otherwise carry the renderer's peak for its whole run."""
@@ -166,6 +176,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo.kit import demo_codes, make_kit
     from agent.demo.view import make_view
 
+    _fewer_malloc_arenas()
     configure_logging(args.verbose)
     if args.source is not None and not args.source.exists():
         raise UsageError(f"--source {args.source} does not exist: give a video file or a "
