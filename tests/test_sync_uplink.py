@@ -182,7 +182,7 @@ def test_batched_drain_deletes_pubacked_rows_together_and_never_loses_one(
         sent.append(json.loads(payload)["seq"])
         return len(sent)
 
-    drain = UplinkDrain(outbox, EVENTS, window=8, batch=4)
+    drain = UplinkDrain(outbox, EVENTS, window=8, batch=4, refill=2)
     assert drain.fill(publish) == 8  # seqs 1-8 as mids 1-8
     drain.on_pubacks([1])
     assert drain.fill(publish) == 0  # one free slot: wait for half a batch of room

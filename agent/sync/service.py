@@ -101,7 +101,7 @@ class SyncService:
         self.topics = GateTopics(site, gate)
         window = inflight or 100
         self.drain = UplinkDrain(entry_log, self.topics.events, window, acknowledger,
-                                 batch=max(1, window // 2))
+                                 batch=max(50, window // 2), refill=max(1, window // 4))
         self._deliver = deliver
         self._status = status
         self._status_interval_s = status_interval_s or 60.0

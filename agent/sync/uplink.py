@@ -151,17 +151,18 @@ class UplinkDrain:
         window: int = 100,
         acknowledger: Acknowledger | None = None,
         batch: int = 1,
+        refill: int = 1,
     ) -> None:
         """``batch`` > 1: delete PUBACKed rows that many at a time (:meth:`flush` deletes
-        the rest; so does the PUBACK that empties the window), and read new rows only
-        when half that much room is free. Each SQLite call gives
-        up the GIL and waits to get it back from paho's busy network thread, so fewer,
-        larger calls are what keeps the drain near raw paho; a PUBACKed row waiting in
-        the batch is at worst sent once more after a crash, never lost."""
+        the rest; so does the PUBACK that empties the window); ``refill`` > 1: read new
+        rows only when that much room is free. Each SQLite call gives up the GIL and
+        waits to get it back from paho's busy network thread, so fewer, larger calls are
+        what keeps the drain near raw paho; a PUBACKed row waiting in the batch is at
+        worst sent once more after a crash, never lost."""
         if window < 1:
             raise ValueError(f"in-flight window must be at least 1, got {window}")
-        if not 1 <= batch <= window:
-            raise ValueError(f"batch must be between 1 and the window {window}, got {batch}")
+        if batch < 1 or not 1 <= refill <= window:
+            raise ValueError(f"batch must be >= 1 and refill 1..{window}: {batch}, {refill}")
         self.outbox = outbox
         self.topic = topic
         self.window = window
@@ -170,6 +171,7 @@ class UplinkDrain:
         self._cursor = 0  # highest seq published on this connection
         self.confirmed = 0  # rows deleted from the outbox
         self.batch = batch
+        self.refill = refill
         self._confirmable: list[int] = []  # PUBACKed, to be deleted with the next batch
 
     @property
@@ -190,7 +192,7 @@ class UplinkDrain:
         stay in flight and the caller restarts the drain on the next connection.
         """
         room = self.window - len(self._inflight) - self.acknowledger.awaiting
-        if room < max(1, self.batch // 2):
+        if room < self.refill:
             return 0
         rows = self.outbox.pending_payloads(after_seq=self._cursor, limit=room)
         for entry in rows:
