@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from agent.demo.kit import make_kit
-from tests.daemon_support import toml_text
+from tests.daemon_support import install_list, toml_text
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("numpy", "cv2", "zxingcpp", "pyzbar")
@@ -52,6 +52,7 @@ def test_serial_gate_builds_and_verifies_without_numpy_or_opencv(tmp_path: Path)
                      policy={"on_untrusted_clock": "allow"})  # no NTP in a container
     config = tmp_path / "config.toml"
     config.write_text(toml_text(raw))
+    install_list(kit, tmp_path / "state", kit.revocation_list(1, time.time(), ()))
     code = kit.valid_code("C-1", time.time())
     script = f"""
 import contextlib, io
