@@ -240,3 +240,26 @@ def test_centre_ack_mode_resends_one_window_not_the_backlog_while_the_centre_is_
     assert sent[8:] == [5, 6]  # room for two more
     assert drain.on_centre_ack(b'{"upto": "x"}') == 0  # malformed: ignored, nothing deleted
     assert backlog(outbox) == 48
+
+
+def test_a_centre_ack_handled_before_its_puback_still_deletes_the_row(tmp_path: Path) -> None:
+    # The worker takes the centre's message and the broker's PUBACKs from one queue in
+    # batches: the ack may be handled first. The row must go at the PUBACK, not wait
+    # ack_timeout_s to be sent again.
+    outbox = make_outbox(tmp_path)
+    for i in range(3):
+        outbox.append(_event(i))
+    sent: list[int] = []
+
+    def publish(topic: str, payload: bytes) -> int:
+        sent.append(json.loads(payload)["seq"])
+        return len(sent)
+
+    drain = UplinkDrain(outbox, EVENTS, window=4,
+                        acknowledger=CentreAcknowledger(FakeClock(), 60))
+    drain.fill(publish)
+    assert drain.on_centre_ack(b'{"seqs": [1, 2]}') == 0  # nothing PUBACKed yet
+    drain.on_pubacks([1, 2, 3])
+    assert backlog(outbox) == 1  # 1 and 2 confirmed by the early ack; 3 waits for the centre
+    assert drain.on_centre_ack(b'{"seqs": [3]}') == 1
+    assert backlog(outbox) == 0

@@ -105,18 +105,31 @@ class CentreAcknowledger:
     again (same id). Events waiting here count in the drain's window, so while the
     centre is down a gate re-sends at most one window per ``timeout_s``, not its whole
     backlog.
+
+    The centre's ack can be handled before the PUBACK of the same event (the worker
+    takes the centre's message and the broker's PUBACKs from one queue in batches): such
+    an early ack is remembered, and the PUBACK then confirms the row at once instead of
+    leaving it to be sent again after ``timeout_s``.
     """
+
+    EARLY_LIMIT = 10_000  # early acks remembered at most (a window is far smaller)
 
     def __init__(self, clock: Callable[[], float], timeout_s: float = 60.0) -> None:
         self._clock = clock
         self.timeout_s = timeout_s
         self._awaiting: dict[int, float] = {}  # seq -> monotonic time of its PUBACK
+        self._early: dict[int, None] = {}  # seqs the centre stored before their PUBACK
 
     def on_puback(self, seqs: Sequence[int]) -> Sequence[int]:
         now = self._clock()
+        done = []
         for seq in seqs:
-            self._awaiting.setdefault(seq, now)
-        return ()
+            if seq in self._early:
+                del self._early[seq]
+                done.append(seq)
+            else:
+                self._awaiting.setdefault(seq, now)
+        return done
 
     def on_centre_ack(self, upto: int | None, seqs: Sequence[int]) -> Sequence[int]:
         done = {s for s in seqs if s in self._awaiting}
@@ -124,6 +137,11 @@ class CentreAcknowledger:
             done.update(s for s in self._awaiting if s <= upto)
         for seq in done:
             del self._awaiting[seq]
+        for seq in seqs:
+            if seq not in done:
+                self._early[seq] = None
+        while len(self._early) > self.EARLY_LIMIT:
+            del self._early[next(iter(self._early))]
         return sorted(done)
 
     def overdue(self, now: float) -> bool:
@@ -131,6 +149,7 @@ class CentreAcknowledger:
 
     def reset(self) -> None:
         self._awaiting.clear()
+        self._early.clear()
 
     @property
     def awaiting(self) -> int:
