@@ -8,8 +8,6 @@ path, every problem reported at once, relative paths taken from the file's folde
 from __future__ import annotations
 
 import dataclasses
-import os
-import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +24,8 @@ from agent.core.config import (
     _non_negative,
     _positive,
     opt,
+    read_toml,
+    resolve_path,
 )
 from agent.core.errors import ConfigError
 
@@ -134,23 +134,12 @@ class CentreConfig:
 
 def resolve_centre_config_path(cli_value: str | None) -> Path:
     """``--config``, else ``$GATE_CENTRE_CONFIG``, else /etc/gate-centre/centre.toml."""
-    if cli_value:
-        return Path(cli_value)
-    env = os.environ.get(CENTRE_CONFIG_ENV)
-    return Path(env) if env else DEFAULT_CENTRE_CONFIG
+    return resolve_path(cli_value, CENTRE_CONFIG_ENV, DEFAULT_CENTRE_CONFIG)
 
 
 def load_centre_config(path: Path) -> CentreConfig:
     """Read and validate ``centre.toml``; ConfigError lists every problem."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path} does not exist: copy centre.example.toml there, "
-                          "or pass --config FILE", str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}", str(path)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", str(path)) from None
+    raw = read_toml(path, "centre.example.toml")
     return centre_config_from_mapping(raw, path.resolve().parent, path)
 
 

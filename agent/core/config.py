@@ -263,27 +263,36 @@ class Config:
         return used
 
 
-def resolve_config_path(cli_value: str | None) -> Path:
-    """``--config``, else ``$GATE_AGENT_CONFIG``, else /etc/gate-agent/config.toml."""
+def resolve_path(cli_value: str | None, env_name: str, default: Path) -> Path:
+    """``--config``, else the environment variable, else the default (gate and centre)."""
     if cli_value:
         return Path(cli_value)
-    env = os.environ.get(CONFIG_ENV)
-    return Path(env) if env else DEFAULT_CONFIG_PATH
+    env = os.environ.get(env_name)
+    return Path(env) if env else default
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate a config file; raise ConfigError listing every problem."""
+def read_toml(path: Path, example: str) -> dict[str, Any]:
+    """A config file's TOML table; ConfigError saying what to do when it cannot be read."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(
-            f"{path} does not exist: copy config.example.toml there, or pass --config FILE",
-            str(path),
+            f"{path} does not exist: copy {example} there, or pass --config FILE", str(path),
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}", str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", str(path)) from None
+
+
+def resolve_config_path(cli_value: str | None) -> Path:
+    """``--config``, else ``$GATE_AGENT_CONFIG``, else /etc/gate-agent/config.toml."""
+    return resolve_path(cli_value, CONFIG_ENV, DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    raw = read_toml(path, "config.example.toml")
     return config_from_mapping(raw, base_dir=path.resolve().parent, path=path)
 
 
