@@ -33,14 +33,27 @@ def _message(page: str) -> str:
     return page[start:page.find("</p>", start)] if start >= 0 else page[:200]
 
 
+def _gone(element: Any) -> Any:
+    """The element left the document (the answer replaced the form). Chromium reports a
+    node of the old document either as stale or as "does not belong to the document"."""
+    from selenium.common.exceptions import WebDriverException
+
+    def check(_driver: Any) -> bool:
+        try:
+            element.is_enabled()
+        except WebDriverException:  # StaleElementReferenceException is one of these
+            return True
+        return False
+
+    return check
+
+
 def _login_form(driver: Any, gate: WebGate, token: str) -> str:
     driver.get(gate.url + "login")
-    from selenium.webdriver.support import expected_conditions
-
     field = driver.find_element("id", "token")
     field.send_keys(token)
     driver.find_element("css selector", "#login button").click()
-    _wait(driver, expected_conditions.staleness_of(field))  # the answer replaced the form
+    _wait(driver, _gone(field))
     _wait(driver, lambda d: d.execute_script("return document.readyState") == "complete")
     return str(driver.page_source)
 
