@@ -28,6 +28,10 @@ def _run(tool: str, *args: str, stdin: str | None = None) -> subprocess.Complete
 
 @pytest.fixture
 def gate(tmp_path: Path) -> Path:
+    return make_gate(tmp_path)
+
+
+def make_gate(tmp_path: Path) -> Path:
     """A gate config with an issuer and an ops key trusted; the private keys beside it."""
     for kid, folder in (("iss1", "issuers"), ("ops1", "ops")):
         assert gatectl.main(["keys", "new", "--kid", kid, "--out", str(tmp_path / folder)]) == 0

@@ -15,7 +15,7 @@ import pytest
 from agent.cli import gate_agent, gatectl
 from hw.imagefile import image_size
 from hw.render import qr_image
-from tests.test_cli_credential import _install_list
+from tests.test_cli_credential import make_gate
 
 BIN = Path(sys.executable).parent
 AT = "2027-03-01T08:00:00Z"
@@ -69,16 +69,7 @@ def test_image_bomb_is_refused_from_its_header(tmp_path: Path, bomb: Path, comma
 
 @pytest.fixture
 def gate(tmp_path: Path) -> Path:
-    for kid, folder in (("iss1", "issuers"), ("ops1", "ops")):
-        assert gatectl.main(["keys", "new", "--kid", kid, "--out", str(tmp_path / folder)]) == 0
-        (tmp_path / folder / f"{kid}.key").rename(tmp_path / f"{kid}.key")
-    assert gatectl.main(["holder", "new", "--out", str(tmp_path / "phone")]) == 0
-    (tmp_path / "config.toml").write_text(
-        '[gate]\nsite = "binhai-0001"\nid = "north-1"\n'
-        '[trust]\nkeys_dir = "issuers"\nops_keys_dir = "ops"\n[state]\ndir = "state"\n'
-    )
-    _install_list(tmp_path, 1, 0)  # the provisioning list: without one, scans are refused
-    return tmp_path
+    return make_gate(tmp_path)
 
 
 def _out(capsys: pytest.CaptureFixture[str], argv: list[str], tool: object) -> tuple[int, str]:
