@@ -244,11 +244,7 @@ class Controller:
     def _on_scan(self, scan: Scan) -> None:
         now = self._clock.now()
         verdict = self.gatekeeper.judge(scan.text, now, self._clock.monotonic())
-        replay = None
-        if getattr(self.parts.replays, "with_entry_row", False):
-            replay = self.gatekeeper.replay_row(verdict)  # committed with the row: one fsync
-        else:
-            verdict = self.gatekeeper.remember(verdict, now)
+        replay = self.gatekeeper.replay_row(verdict)  # committed with the row: one fsync
         granted, reason = verdict.granted, verdict.reason
         pulse = granted and not self.actuator.holding
         row = record.scan(

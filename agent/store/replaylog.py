@@ -20,8 +20,6 @@ from agent.store.entrylog import EntryLog
 class LoggedReplays:
     """``seen``/``remember`` backed by an :class:`EntryLog`; nothing held in memory."""
 
-    with_entry_row = True  # the controller writes a grant's key with its row
-
     def __init__(self, entry_log: EntryLog, *, memory_only: bool = False) -> None:
         """``memory_only``: remember in this process only (``gate-agent verify``)."""
         self._log = entry_log
