@@ -37,6 +37,9 @@ class TapFrame:
     seq: int
 
 
+SLACK_S = 0.001  # frame times are floats: 0.2 s after t can compare below t + 0.2
+
+
 class FrameTap:
     """Latest frame for the preview, taken from the decode thread at a low rate.
 
@@ -62,7 +65,7 @@ class FrameTap:
             if self._latest is not None:
                 self._latest = None  # nobody watches: give the frame's memory back
             return
-        if mono < self._next:
+        if mono + SLACK_S < self._next:  # a frame due "now" may read a hair early
             return
         self._next = mono + self._interval
         self._seq += 1
