@@ -24,7 +24,8 @@ from agent.core.timefmt import format_instant, parse_instant
 from agent.gate.gatekeeper import list_status
 from agent.protocol.keys import load_keyring
 from agent.protocol.revocation import parse_revocation_list
-from agent.store.entrylog import OUTBOX_FILE, Entry, EntryLog, OutboxStatus
+from agent.store.entries import Entry, OutboxStatus
+from agent.store.entrylog import OUTBOX_FILE, EntryLog
 from agent.store.meta import Meta
 from agent.store.owner import become_state_owner
 from agent.store.recovery import read_recoveries

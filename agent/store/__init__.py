@@ -6,7 +6,8 @@ append-heavy entry log/outbox. Only the controller thread writes the TinyDB file
 Imports core and protocol; used by the gate, the runtime and the CLI (never the centre).
 """
 
-from agent.store.entrylog import Entry, EntryLog, OutboxStatus
+from agent.store.entries import Entry, OutboxStatus
+from agent.store.entrylog import EntryLog
 from agent.store.meta import Meta
 from agent.store.replay import ReplayCache
 from agent.store.revocations import RevocationStatus, RevocationStore

@@ -24,6 +24,9 @@ sequence then continues above every number the gate may have used (``seqguard``)
 ``entry_log_recovered`` row says what was lost, and the lost range stays in ``status``
 until cleared. The replay keys of granted live codes are rows of the same database,
 written in the scan's own transaction (one fsync per scan, see ``append(replay=)``).
+
+Opening the file (schema, WAL, integrity check, a corrupt file moved aside) is
+:mod:`agent.store.entrydb`; the values the log returns are :mod:`agent.store.entries`.
 """
 
 from __future__ import annotations
@@ -36,14 +39,15 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent.core.clock import Clock, SystemClock
 from agent.core.errors import GateError, StateError
 from agent.core.timefmt import format_instant, parse_instant
-from agent.store.files import ensure_dir, fsync_dir, move_aside
+from agent.store.entries import Entry, OutboxStatus, StoredEvent, entry_from_row
+from agent.store.entrydb import connect_read_only, open_or_recover
+from agent.store.files import ensure_dir
 from agent.store.highwater import HighWater, MarkCopy
 from agent.store.logintegrity import CLEAN_KEY, REMEMBER, LogIntegrity
 
@@ -52,73 +56,6 @@ log = logging.getLogger(__name__)
 OUTBOX_FILE = "outbox.db"
 DEFAULT_MIN_FREE_BYTES = 64 * 1024 * 1024
 _PAGE = 1000
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL,
-    ts REAL NOT NULL,
-    event TEXT NOT NULL,
-    acked_at REAL
-);
-CREATE INDEX IF NOT EXISTS entries_pending ON entries(seq) WHERE acked_at IS NULL;
-CREATE INDEX IF NOT EXISTS entries_ts ON entries(ts);
-CREATE TABLE IF NOT EXISTS info (k TEXT PRIMARY KEY, v TEXT);
-CREATE TABLE IF NOT EXISTS replays (k TEXT PRIMARY KEY, until REAL NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS replays_until ON replays(until);
-PRAGMA user_version = 2;
-"""
-SCHEMA_VERSION = 2
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One recorded event; ``event`` is the JSON record and includes ``id`` and ``seq``."""
-
-    seq: int
-    id: str
-    ts: float
-    event: dict[str, Any]
-    acked_at: float | None = None
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    """An outbox row as the uplink sends it: the event's JSON bytes exactly as recorded
-    (they already hold ``id`` and ``seq``), neither decoded nor encoded again."""
-
-    seq: int
-    id: str
-    payload: bytes
-
-
-@dataclass(frozen=True)
-class OutboxStatus:
-    backlog: int  # events waiting for the broker's acknowledgement
-    oldest_pending_ts: float | None
-    oldest_age_s: float | None
-    disk_bytes: int  # database + WAL + shared-memory files
-    capacity: int
-    full: bool
-    last_seq: int
-    entries: int  # rows kept, pending and acknowledged
-    problems: tuple[str, ...] = field(default=())
-    lost: tuple[tuple[int, int], ...] = field(default=())  # seq ranges this log lost
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "backlog": self.backlog,
-            "oldest_age_s": None if self.oldest_age_s is None else round(self.oldest_age_s, 3),
-            "oldest_pending_ts": self.oldest_pending_ts,
-            "disk_bytes": self.disk_bytes,
-            "capacity": self.capacity,
-            "full": self.full,
-            "last_seq": self.last_seq,
-            "entries": self.entries,
-            "problems": list(self.problems),
-            "lost": [list(r) for r in self.lost],
-        }
-
 
 class EntryLog(LogIntegrity):
     """Durable, ordered, acknowledged-by-the-broker log of every gate event."""
@@ -156,78 +93,17 @@ class EntryLog(LogIntegrity):
                     f"no entry log at {self.path}: the gate has not recorded anything yet "
                     "(or [state] dir points elsewhere)"
                 )
-            self._conn = self._connect_read_only()
+            self._conn = connect_read_only(self.path)
         else:
             ensure_dir(self.path.parent)
             self._wal_at_open = self.path.with_name(self.path.name + "-wal").exists()
-            self._conn = self._open_or_recover()
+            self._conn, self._replaced = open_or_recover(self.path, self._clock)
         self._backlog = self._count_pending()
         self._full = self._backlog >= capacity
         if read_only:
             self.replay_lost_until = float(self.info("replay_lost_until") or 0.0)
         else:
             self._guard(replay_guard_s)
-
-    # ---- opening -------------------------------------------------------------------
-
-    def _connect_read_only(self) -> sqlite3.Connection:
-        # With no WAL file the log was closed cleanly: open it immutable so a reader
-        # (perhaps root) creates no -wal/-shm files the daemon's user could not open.
-        live = self.path.with_name(self.path.name + "-wal").exists()
-        query = "?mode=ro" if live else "?immutable=1"
-        try:
-            conn = sqlite3.connect(
-                self.path.resolve().as_uri() + query, uri=True, isolation_level=None,
-                check_same_thread=False, timeout=5.0,
-            )
-            conn.execute("SELECT count(*) FROM entries WHERE 0").fetchone()
-        except sqlite3.Error as exc:
-            raise StateError(f"cannot read the entry log {self.path}: {exc}") from exc
-        return conn
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=5.0
-        )
-        try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StateError(f"{self.path}: SQLite cannot use WAL here (got {mode})")
-            conn.execute("PRAGMA synchronous=FULL")
-            check = conn.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise _Corrupt(f"integrity check failed: {check}")
-            conn.executescript(_SCHEMA)
-            # A write now creates the WAL file; fsyncing the folder makes its name
-            # durable before the first entry is trusted to it.
-            conn.execute(
-                "INSERT OR REPLACE INTO info(k, v) VALUES ('opened_at', ?)",
-                (format_instant(self._clock.now()),),
-            )
-        except BaseException:
-            conn.close()
-            raise
-        fsync_dir(self.path.parent)
-        return conn
-
-    def _open_or_recover(self) -> sqlite3.Connection:
-        try:
-            return self._connect()
-        except sqlite3.DatabaseError as exc:
-            if not _is_corruption(exc):
-                raise StateError(
-                    f"cannot open the entry log {self.path}: {exc}: check the disk and the "
-                    "permissions of [state] dir"
-                ) from exc
-            now = self._clock.now()
-            aside = move_aside(self.path, now)
-            for suffix in ("-wal", "-shm"):
-                side = self.path.with_name(self.path.name + suffix)
-                if side.exists():
-                    move_aside(side, now)
-            self._replaced = f"entry log {self.path} was unreadable ({exc}); moved to {aside.name}"
-            log.error("%s", self._replaced)
-        return self._connect()
 
     # ---- controller side -----------------------------------------------------------
 
@@ -307,7 +183,7 @@ class EntryLog(LogIntegrity):
                 "WHERE acked_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             ).fetchall()
-        return [_entry(row) for row in rows]
+        return [entry_from_row(row) for row in rows]
 
     def pending_payloads(self, after_seq: int = 0, limit: int = 100) -> list[StoredEvent]:
         """Like :meth:`pending`, with each event's stored JSON as bytes (the uplink's read)."""
@@ -416,7 +292,7 @@ class EntryLog(LogIntegrity):
                     "WHERE seq > ? AND ts >= ? ORDER BY seq LIMIT ?",
                     (after, lower, _PAGE),
                 ).fetchall()
-            yield from (_entry(row) for row in rows)
+            yield from (entry_from_row(row) for row in rows)
             if len(rows) < _PAGE:
                 return
             after = rows[-1][0]
@@ -491,18 +367,6 @@ class EntryLog(LogIntegrity):
         return total
 
 
-class _Corrupt(sqlite3.DatabaseError):
-    """The file opened but failed SQLite's integrity check."""
-
-
-def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
-    """Not-a-database or malformed; not "locked", "busy" or an I/O error."""
-    if isinstance(exc, _Corrupt):
-        return True
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-
-
 def _event_time(event: dict[str, Any], now: float) -> float:
     """The event's own time (ISO 8601 or Unix seconds) for ``--since``; else now."""
     value = event.get("ts")
@@ -512,8 +376,3 @@ def _event_time(event: dict[str, Any], now: float) -> float:
         with contextlib.suppress(GateError):
             return parse_instant(value)
     return now
-
-
-def _entry(row: tuple[Any, ...]) -> Entry:
-    seq, entry_id, ts, text, acked_at = row
-    return Entry(int(seq), str(entry_id), float(ts), json.loads(text), acked_at)

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterable
 
 from agent.store import EntryLog
-from agent.store.entrylog import Entry, StoredEvent
+from agent.store.entries import Entry, StoredEvent
 
 
 class ResendableOutbox:

@@ -1,0 +1,116 @@
+"""The entry log's SQLite file: its schema, and opening it safely.
+
+A writer opens it in WAL mode with ``synchronous=FULL`` after ``PRAGMA quick_check``,
+writes one row and fsyncs the folder so the WAL file's name is durable before the first
+entry is trusted to it. A file that is not a database or fails the check is moved aside
+(with its ``-wal``/``-shm``) and a fresh one made; "locked", "busy" or an I/O error is
+never taken for corruption. A reader opens it read-only, immutable when no WAL is live.
+Only :mod:`agent.store.entrylog` opens the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+from agent.core.clock import Clock
+from agent.core.errors import StateError
+from agent.core.timefmt import format_instant
+from agent.store.files import fsync_dir, move_aside
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    event TEXT NOT NULL,
+    acked_at REAL
+);
+CREATE INDEX IF NOT EXISTS entries_pending ON entries(seq) WHERE acked_at IS NULL;
+CREATE INDEX IF NOT EXISTS entries_ts ON entries(ts);
+CREATE TABLE IF NOT EXISTS info (k TEXT PRIMARY KEY, v TEXT);
+CREATE TABLE IF NOT EXISTS replays (k TEXT PRIMARY KEY, until REAL NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS replays_until ON replays(until);
+PRAGMA user_version = 2;
+"""
+SCHEMA_VERSION = 2
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A reader's connection; StateError when the file is not a readable entry log."""
+    # With no WAL file the log was closed cleanly: open it immutable so a reader
+    # (perhaps root) creates no -wal/-shm files the daemon's user could not open.
+    live = path.with_name(path.name + "-wal").exists()
+    query = "?mode=ro" if live else "?immutable=1"
+    try:
+        conn = sqlite3.connect(
+            path.resolve().as_uri() + query, uri=True, isolation_level=None,
+            check_same_thread=False, timeout=5.0,
+        )
+        conn.execute("SELECT count(*) FROM entries WHERE 0").fetchone()
+    except sqlite3.Error as exc:
+        raise StateError(f"cannot read the entry log {path}: {exc}") from exc
+    return conn
+
+
+def open_or_recover(path: Path, clock: Clock) -> tuple[sqlite3.Connection, str | None]:
+    """The writer's connection, and why the file was replaced (None when it was not).
+
+    A corrupt file is moved aside and a new one made; any other failure is a StateError
+    saying what to check."""
+    try:
+        return _connect(path, clock), None
+    except sqlite3.DatabaseError as exc:
+        if not _is_corruption(exc):
+            raise StateError(
+                f"cannot open the entry log {path}: {exc}: check the disk and the "
+                "permissions of [state] dir"
+            ) from exc
+        now = clock.now()
+        aside = move_aside(path, now)
+        for suffix in ("-wal", "-shm"):
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                move_aside(side, now)
+        replaced = f"entry log {path} was unreadable ({exc}); moved to {aside.name}"
+        log.error("%s", replaced)
+    return _connect(path, clock), replaced
+
+
+def _connect(path: Path, clock: Clock) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+    try:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StateError(f"{path}: SQLite cannot use WAL here (got {mode})")
+        conn.execute("PRAGMA synchronous=FULL")
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise _Corrupt(f"integrity check failed: {check}")
+        conn.executescript(_SCHEMA)
+        # A write now creates the WAL file; fsyncing the folder makes its name
+        # durable before the first entry is trusted to it.
+        conn.execute(
+            "INSERT OR REPLACE INTO info(k, v) VALUES ('opened_at', ?)",
+            (format_instant(clock.now()),),
+        )
+    except BaseException:
+        conn.close()
+        raise
+    fsync_dir(path.parent)
+    return conn
+
+
+class _Corrupt(sqlite3.DatabaseError):
+    """The file opened but failed SQLite's integrity check."""
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    """Not-a-database or malformed; not "locked", "busy" or an I/O error."""
+    if isinstance(exc, _Corrupt):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
