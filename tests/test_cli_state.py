@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import gate_agent, gatectl
+from agent.core.timefmt import parse_instant
 from agent.store import EntryLog, RevocationStore
 from tests.conftest import ROOT
 
@@ -150,11 +151,14 @@ def test_apply_refuses_while_the_daemon_holds_the_state(
 
 def record(gate: Path) -> None:
     with EntryLog(gate / "state", capacity=3) as log:
-        log.append({"kind": "scan", "ts": "2025-03-01T07:00:00.000Z", "granted": True,
-                    "reason": "ok", "sub": "C42", "method": "camera", "door": "unlocked"})
-        log.append({"kind": "scan", "ts": "2025-03-01T08:30:00.000Z", "granted": False,
-                    "reason": "revoked", "sub": "C7", "method": "serial", "door": "none"})
-        log.append({"kind": "alarm", "ts": "2025-03-01T09:00:00.000Z", "alarm": "tamper"})
+        log.append({"kind": "scan", "granted": True, "reason": "ok", "sub": "C42",
+                    "method": "camera", "door": "unlocked"},
+                   at=parse_instant("2025-03-01T07:00:00.000Z"))
+        log.append({"kind": "scan", "granted": False, "reason": "revoked", "sub": "C7",
+                    "method": "serial", "door": "none"},
+                   at=parse_instant("2025-03-01T08:30:00.000Z"))
+        log.append({"kind": "alarm", "alarm": "tamper"},
+                   at=parse_instant("2025-03-01T09:00:00.000Z"))
         log.ack([1])
 
 

@@ -78,12 +78,26 @@ def test_log_keeps_acked_entries_until_retention_then_prunes_only_acked(
 
 def test_history_since_filters_by_event_time(tmp_path: Path, clock: FixedClock) -> None:
     with EntryLog(tmp_path, clock=clock) as log:
-        log.append({**scan(), "ts": "2026-09-20T10:00:00Z"})
-        log.append({**scan(), "ts": "2026-09-22T10:00:00Z"})
-        log.append(scan())  # no ts: now, 2026-09-21T14:13:20Z
+        log.append(scan(), at=T0 - 86400)  # the event's own instant, given as a number
+        log.append(scan(), at=T0 + 86400)
+        log.append(scan())  # no at: now, 2026-09-21T14:13:20Z
         assert len(list(log.history())) == 3
-        since = [e.event["ts"] for e in log.history(since=T0 - 3600)]
-        assert since == ["2026-09-22T10:00:00Z", "2026-09-21T14:13:20.000Z"]
+        since = [(e.ts, e.event["ts"]) for e in log.history(since=T0 - 3600)]
+        assert since == [(T0 + 86400, "2026-09-22T14:13:20.000Z"),
+                         (T0, "2026-09-21T14:13:20.000Z")]
+
+
+def test_an_event_with_its_own_ts_string_needs_its_instant(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    """The log never parses a time back out of a record: a ``ts`` without ``at`` is
+    refused with what to pass, and nothing is written."""
+    with EntryLog(tmp_path, clock=clock) as log:
+        with pytest.raises(ValueError, match="needs at="):
+            log.append({**scan(), "ts": "2026-09-20T10:00:00Z"})
+        assert log.backlog == 0 and list(log.history()) == []
+        entry = log.append({**scan(), "ts": "2026-09-20T10:00:00Z"}, at=T0 - 1)
+        assert (entry.ts, entry.event["ts"]) == (T0 - 1, "2026-09-20T10:00:00Z")
 
 
 def test_full_outbox_alarms_and_keeps_recording(

@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 
 class EntryLogPort(Protocol):
-    def append(self, event: dict[str, Any], replay: tuple[str, float] | None = None) -> Any:
+    def append(self, event: dict[str, Any], replay: tuple[str, float] | None = None, *,
+               at: float | None = None) -> Any:
         ...
 
 
@@ -43,8 +44,8 @@ class Recorder:
         ``replay``: a grant's replay key, committed in the same transaction as its row."""
         try:
             event = entry.to_event(self._site, self._gate)
-            stored = (self._log.append(event, replay=replay) if replay is not None
-                      else self._log.append(event))
+            # The record's instant as a number: the log never parses back its "ts".
+            stored = self._log.append(event, replay=replay, at=entry.at)
         except Exception as exc:
             self.failures += 1
             self._alarms["entry_log"] = f"{type(exc).__name__}: {exc}"

@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.core.clock import Clock, SystemClock
-from agent.core.errors import GateError, StateError
-from agent.core.timefmt import format_instant, parse_instant
+from agent.core.errors import StateError
+from agent.core.timefmt import format_instant
 from agent.store.entries import Entry, OutboxStatus, StoredEvent, entry_from_row
 from agent.store.entrydb import connect_read_only, open_or_recover
 from agent.store.files import ensure_dir
@@ -107,16 +107,25 @@ class EntryLog(LogIntegrity):
 
     # ---- controller side -----------------------------------------------------------
 
-    def append(self, event: dict[str, Any], replay: tuple[str, float] | None = None) -> Entry:
+    def append(self, event: dict[str, Any], replay: tuple[str, float] | None = None, *,
+               at: float | None = None) -> Entry:
         """Record ``event`` durably; returns only after the commit is on disk.
 
-        ``replay`` = (key, until): a granted live code's replay key, written in the same
-        transaction as its row (one fsync for both; the door opens after it).
+        ``at``: the event's instant in Unix seconds (the recorder passes the decision
+        clock's), kept as the row's time for ``--since`` and prune and, when the event has
+        no ``"ts"``, written into it; without ``at`` it is the log's clock now. An event
+        that brings its own ``"ts"`` must bring ``at`` too: the log never parses a time
+        back out of the record. ``replay`` = (key, until): a granted live code's replay
+        key, written in the same transaction as its row (one fsync for both; the door
+        opens after it).
         """
         if self._read_only:
             raise StateError("the entry log was opened read-only")
-        now = self._clock.now()
-        ts = _event_time(event, now)
+        if at is None and "ts" in event:
+            raise ValueError(
+                "an event with its own 'ts' needs at= (its instant in Unix seconds): the "
+                "entry log does not parse times back out of records")
+        ts = self._clock.now() if at is None else at
         entry_id = uuid.uuid4().hex
         with self._lock:
             self._check_room()
@@ -131,7 +140,7 @@ class EntryLog(LogIntegrity):
                     self._conn.execute(REMEMBER, replay)
                 record: dict[str, Any] = {"id": entry_id, "seq": seq}
                 record.update((k, v) for k, v in event.items() if k not in ("id", "seq"))
-                record.setdefault("ts", format_instant(now))
+                record.setdefault("ts", format_instant(ts))
                 text = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
                 self._conn.execute(
                     "INSERT INTO entries(seq, id, ts, event) VALUES (?, ?, ?, ?)",
@@ -365,14 +374,3 @@ class EntryLog(LogIntegrity):
             with contextlib.suppress(OSError):
                 total += self.path.with_name(self.path.name + suffix).stat().st_size
         return total
-
-
-def _event_time(event: dict[str, Any], now: float) -> float:
-    """The event's own time (ISO 8601 or Unix seconds) for ``--since``; else now."""
-    value = event.get("ts")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        with contextlib.suppress(GateError):
-            return parse_instant(value)
-    return now

@@ -43,7 +43,8 @@ class LogIntegrity:
     highwater: HighWater | None
     replay_lost_until: float
 
-    def append(self, event: dict[str, Any], replay: tuple[str, float] | None = None) -> Any:
+    def append(self, event: dict[str, Any], replay: tuple[str, float] | None = None, *,
+               at: float | None = None) -> Any:
         raise NotImplementedError
 
     def _guard(self, replay_guard_s: float) -> None:
