@@ -1,14 +1,14 @@
 """``centre.toml``: the typed, frozen settings of ``gate-centre`` (INTERFACE.md "gate-centre").
 
-Same rules as the gate's config (``agent.core.config``, whose section builder this
-reuses): every section a frozen dataclass, unknown keys are errors with their dotted
-path, every problem reported at once, relative paths taken from the file's folder.
+Same rules as the gate's config (``agent.core.config``; both are built by
+``agent.core.schema``): every section a frozen dataclass, unknown keys are errors with
+their dotted path, every problem reported at once, relative paths taken from the file's
+folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,18 +16,14 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.core.config import (
-    _build_section,
-    _dataclass_in,
     _existing_dir,
     _existing_file,
     _identifier,
     _non_negative,
     _positive,
-    opt,
-    read_toml,
-    resolve_path,
 )
 from agent.core.errors import ConfigError
+from agent.core.schema import build_sections, opt, read_toml, resolve_path
 
 DEFAULT_CENTRE_CONFIG = Path("/etc/gate-centre/centre.toml")
 CENTRE_CONFIG_ENV = "GATE_CENTRE_CONFIG"
@@ -146,25 +142,7 @@ def load_centre_config(path: Path) -> CentreConfig:
 def centre_config_from_mapping(raw: Mapping[str, Any], base_dir: Path,
                                path: Path | None = None) -> CentreConfig:
     problems: list[str] = []
-    values: dict[str, Any] = {}
-    hints = typing.get_type_hints(CentreConfig)
-    sections = [f for f in dataclasses.fields(CentreConfig) if f.name != "path"]
-    known = {f.name for f in sections}
-    for key in raw:
-        if key not in known:
-            problems.append(f"{key}: unknown section (known: {', '.join(sorted(known))})")
-    for f in sections:
-        table = raw.get(f.name)
-        if table is None:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                problems.append(f"{f.name}: missing section [{f.name}]")
-            continue
-        if not isinstance(table, Mapping):
-            problems.append(f"{f.name}: must be a table [{f.name}]")
-            continue
-        built = _build_section(_dataclass_in(hints[f.name]), table, f.name, base_dir, problems)
-        if built is not None:
-            values[f.name] = built
+    values = build_sections(CentreConfig, raw, base_dir, problems)
     store = values.get("store")
     if isinstance(store, StoreSection) and store.url.startswith("sqlite://"):
         # sqlite:///var/lib/x.db is /var/lib/x.db; sqlite://x.db is beside this file.
