@@ -1,6 +1,6 @@
 """The camera code source: OpenCV (USB/UVC) or picamera2 (CSI camera on Raspberry Pi OS).
 
-Capture and decoding run in :class:`hw.frames.FrameLoop`, the same path the simulated
+Capture and decoding run in :class:`hw.frameloop.FrameLoop`, the same path the simulated
 source uses. A camera that fails or disappears is reopened with backoff and reported in
 ``status()``; it never raises into the agent.
 """
@@ -14,7 +14,8 @@ import numpy as np
 
 from agent.core.errors import HardwareError
 from hw.decoders import Decoder
-from hw.frames import ChangeGate, FrameLoop, FramePipeline, LoopSource
+from hw.frameloop import FrameLoop, LoopSource
+from hw.frames import ChangeGate, FramePipeline
 from hw.settings import CameraSettings
 
 # Consecutive failed reads before a camera is considered gone and reopened.

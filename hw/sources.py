@@ -1,6 +1,6 @@
 """A simulated camera for the demo and tests: a video file or a folder of images at a set fps.
 
-Frames go through the very same :class:`hw.frames.FrameLoop` and pipeline as the live
+Frames go through the very same :class:`hw.frameloop.FrameLoop` and pipeline as the live
 camera (change gate, grayscale decode, de-duplication); only the reader differs.
 """
 
@@ -13,7 +13,8 @@ import numpy as np
 
 from agent.core.errors import HardwareError
 from hw.decoders import Decoder
-from hw.frames import ChangeGate, FrameLoop, FramePipeline, LoopSource
+from hw.frameloop import FrameLoop, LoopSource
+from hw.frames import ChangeGate, FramePipeline
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 

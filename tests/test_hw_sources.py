@@ -286,7 +286,7 @@ class UnpluggableCamera:
 def test_camera_unplugged_mid_stream_is_reopened_and_scans_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from hw.frames import FrameLoop
+    from hw.frameloop import FrameLoop
 
     reader = UnpluggableCamera([5, "fail", "fail", 0, 0, 0, "code"])
     pipeline = FramePipeline(make_decoder("auto"), 3.0, ChangeGate())
@@ -298,7 +298,7 @@ def test_camera_unplugged_mid_stream_is_reopened_and_scans_again(
         got.append(scan)
         seen.set()
 
-    with caplog.at_level("WARNING", logger="hw.frames"):
+    with caplog.at_level("WARNING", logger="hw.frameloop"):
         loop.start(on_scan)
         try:
             assert seen.wait(20), f"no scan after reopening: {loop.status()}"

@@ -1,7 +1,7 @@
 """Retry delays, exponential with jitter: the one helper every reconnect loop uses.
 
 The gate's MQTT link (``agent.sync.service``), gatectl's ``watch`` (``agent.centre.watch``),
-the camera (``hw.frames.FrameLoop``) and the serial scanner (``hw.serial_scanner``) all
+the camera (``hw.frameloop.FrameLoop``) and the serial scanner (``hw.serial_scanner``) all
 back off with it, so a city of gates does not
 reconnect in step and an unplugged device does not fill the journal.
 """
