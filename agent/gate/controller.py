@@ -5,9 +5,10 @@ Scanner threads, gpiozero callbacks and the MQTT thread only put typed events fr
 door inputs on their own, served first; the centre's messages only once their size and
 signature checked out, so a flood can never displace a scan. The controller keeps the
 loop and the dispatch; the rules of a scan are the gatekeeper's
-(:mod:`agent.gate.gatekeeper`), rows are written by the recorder and the relay is driven
-by the door actuator. For a scan: judge, remember the replay key, write the row durably,
-and only then pulse the relay and show the indicators.
+(:mod:`agent.gate.gatekeeper`), their order (judge, write the row with its replay key,
+only then pulse and show) is the scan handler's (:mod:`agent.gate.scan_handler`), rows
+are written by the recorder, the relay is driven by the door actuator and the alarms
+about the gate's own state are checked each tick by :mod:`agent.gate.health`.
 
 Any exception while handling one event is logged, the door is locked (unless free mode
 or the fire input holds it released on purpose), a scan not yet recorded becomes a
@@ -27,27 +28,26 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.core.events import DoorInput, Inbound, LocalOpen, Scan, Stop
-from agent.core.reasons import Reason, denial_class
+from agent.core.reasons import Reason
 from agent.core.timefmt import format_instant
 from agent.gate import record
 from agent.gate.actuator import DoorActuator
 from agent.gate.centre_handlers import CentreHandlers
 from agent.gate.door_monitor import DoorAlarm, DoorMonitor
 from agent.gate.gatekeeper import Gatekeeper
+from agent.gate.health import StateAlarms
 from agent.gate.inbound import REPORTED_REFUSALS, Admission, Inbox, RefusalReports
 from agent.gate.modes import Mode, ModeKeeper
 from agent.gate.parts import InboundHandler, Parts, SyncPort
 from agent.gate.ratelimit import DenialLimiter, Suppressed
 from agent.gate.recorder import Recorder
+from agent.gate.scan_handler import ScanHandler
 from agent.gate.upkeep import Upkeep
 from agent.protocol.command import peek_command_id
 
 log = logging.getLogger(__name__)
 
 Event = Scan | DoorInput | Inbound | LocalOpen | Stop
-
-LAST_DECISIONS = 8
-LATENCY_SAMPLES = 4096
 
 
 class Controller:
@@ -74,6 +74,12 @@ class Controller:
         self.recorder = Recorder(parts.entry_log, cfg.gate.site, cfg.gate.id, self._alarms)
         self.actuator = DoorActuator(parts.door, cfg.door.unlock_s, self._clock, self._monitor,
                                      self._hold_wanted, self._alarms)
+        self.scans = ScanHandler(self._clock, self.gatekeeper, self.recorder, self.actuator,
+                                 parts.indicators, timekeeper=parts.trust is not None,
+                                 observe=self._observe)
+        self.state_alarms = StateAlarms(
+            self._alarms, self.gatekeeper, parts.revocations, parts.replays, parts.trust,
+            self._modes, self._inbox, cfg.policy.revocations_max_age_h)
         self._centre = CentreHandlers(self, parts, parts.trust, parts.outbox)
         self.upkeep = Upkeep(self._clock, parts.keyring, parts.revocations,
                              timekeeper=parts.trust, entry_log=parts.entry_log,
@@ -89,22 +95,22 @@ class Controller:
         self._thread: threading.Thread | None = None
         self._status_lock = threading.Lock()
         self._snapshot: dict[str, Any] = {}
-        self._last: deque[dict[str, Any]] = deque(maxlen=LAST_DECISIONS)
         self._busy = False
-        # Set once the scan being handled has its row: a later failure must not add a
-        # second scan row for it (the centre counts scans by row).
-        self._scan_entry: Any = None
         self.dropped = 0
         self.errors = 0
-        # (Scan.mono, monotonic time Door.pulse() returned) per granted scan, for benchmarks.
-        self.latencies: deque[tuple[float, float]] = deque(maxlen=LATENCY_SAMPLES)
         self._refresh_snapshot()
+
+    @property
+    def latencies(self) -> deque[tuple[float, float]]:
+        """(Scan.mono, monotonic time Door.pulse() returned) per granted scan (benchmarks)."""
+        return self.scans.latencies
 
     def attach_sync(self, sync: SyncPort) -> None:
         """The link to the centre, once it is built (it needs this controller's callbacks)."""
         self._sync = sync
         self._centre.sync = sync
         self.upkeep.sync = sync
+        self.state_alarms.sync = sync
         self.recorder.uploader = sync
 
     # ---- feeding (any thread) -----------------------------------------------------------
@@ -205,7 +211,7 @@ class Controller:
                 log.exception("heartbeat callback failed")
 
     def _guarded(self, fn: Callable[[Any], None], event: Any) -> None:
-        self._scan_entry = None
+        self.scans.entry = None
         try:
             fn(event)
         except Exception as exc:
@@ -214,7 +220,7 @@ class Controller:
             self._alarms["controller_error"] = f"{type(exc).__name__}: {exc}"[:200]
             self.actuator.safe_lock()
             if isinstance(event, Scan):
-                self._record_scan_failure(event, exc)
+                self.scans.failed(event, exc)
         finally:
             try:
                 self._refresh_snapshot()
@@ -223,7 +229,7 @@ class Controller:
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, Scan):
-            self._on_scan(event)
+            self.scans.handle(event)
         elif isinstance(event, DoorInput):
             self._on_door_input(event)
         elif isinstance(event, Inbound):
@@ -238,69 +244,6 @@ class Controller:
                 event.reply(done)
         else:
             raise TypeError(f"unexpected controller event {event!r}")
-
-    # ---- scans ----------------------------------------------------------------------------
-
-    def _on_scan(self, scan: Scan) -> None:
-        now = self._clock.now()
-        verdict = self.gatekeeper.judge(scan.text, now, self._clock.monotonic())
-        replay = self.gatekeeper.replay_row(verdict)  # committed with the row: one fsync
-        granted, reason = verdict.granted, verdict.reason
-        pulse = granted and not self.actuator.holding
-        row = record.scan(
-            now, granted=granted, reason=reason.value, sub=verdict.sub, cti=verdict.cti,
-            method=scan.method, door="unlocked" if pulse else "none",
-            clock_trusted=verdict.clock_trusted if self.parts.trust is not None else None,
-            clock=verdict.clock,
-        )
-        entry = (self.recorder.record(row, notify=False, replay=replay) if verdict.record
-                 else None)
-        self._scan_entry = entry
-        if verdict.record and entry is None:
-            granted, pulse, reason = False, False, Reason.INTERNAL_ERROR
-        self._shown_decision(granted, reason, verdict.sub, verdict.cti, now, scan.method, entry)
-        if pulse:
-            self.actuator.pulse(now)
-            self.latencies.append((scan.mono, self._clock.monotonic()))
-        self._show(reason)
-        for _ in scan.others:  # the frame's other codes: not verified, replay keys unused
-            self.recorder.record(record.scan(
-                now, granted=False, reason=Reason.EXTRA_CODE.value, sub=None, cti=None,
-                method=scan.method, door="none"), notify=False)
-        if entry is not None or scan.others:
-            self.recorder.notify()
-
-    def _shown_decision(self, granted: bool, reason: Reason, sub: str | None, cti: str | None,
-                        now: float, method: str, entry: Any) -> None:
-        """The decision as the observer and the status see it (before the relay line)."""
-        shown = {
-            "type": "decision", "granted": granted, "reason": reason.value, "sub": sub,
-            "cti": cti, "ts": format_instant(now), "method": method,
-            "seq": getattr(entry, "seq", None), "recorded": entry is not None,
-        }
-        self._last.appendleft(shown)
-        self._observe(shown)
-
-    def _record_scan_failure(self, scan: Scan, exc: Exception) -> None:
-        """The scan's own denial row, or, when its row was already written (a failure while
-        actuating), an ``error`` row pointing at it. Never raises: this runs in the handler
-        of last resort and the loop must go on."""
-        try:
-            now = self._clock.now()
-            recorded = self._scan_entry
-            if recorded is not None:
-                self.recorder.record(record.error_after(
-                    now, getattr(recorded, "seq", None), f"{type(exc).__name__}: {exc}",
-                    method=scan.method))
-                return
-            entry = self.recorder.record(record.scan(
-                now, granted=False, reason=Reason.INTERNAL_ERROR.value, sub=None, cti=None,
-                method=scan.method, door="none"))
-            self._show(Reason.INTERNAL_ERROR)
-            self._shown_decision(False, Reason.INTERNAL_ERROR, None, None, now, scan.method,
-                                 entry)
-        except Exception:
-            log.exception("recording the failed scan failed too")
 
     # ---- door inputs ----------------------------------------------------------------------
 
@@ -386,19 +329,7 @@ class Controller:
         summary = limiter.due_summary(mono) if limiter is not None else None
         if summary is not None:
             self._record_suppressed(summary, now)
-        stale = self.gatekeeper.list_stale(now)
-        if stale and "revocations_stale" not in self._alarms:
-            log.warning("revocation list is missing or older than %.0f h",
-                        self._cfg.policy.revocations_max_age_h)
-            self._alarms["revocations_stale"] = format_instant(now)
-        elif not stale:
-            self._alarms.pop("revocations_stale", None)
-        trust = self.parts.trust
-        if trust is not None and not trust.trusted:  # the centre sees it; time is asked for
-            self._alarms.setdefault("clock_untrusted", format_instant(now))
-        else:
-            self._alarms.pop("clock_untrusted", None)
-        self._maintain_stores()
+        self.state_alarms.check(now)
         self.upkeep.tick()
 
     def _flush_suppressed(self, _: None) -> None:
@@ -408,37 +339,13 @@ class Controller:
         if summary is not None:
             self._record_suppressed(summary, self._clock.now())
 
-    def _maintain_stores(self) -> None:
-        """Upkeep that must run on the thread owning the stores: compaction, recovery alarms."""
-        revocations = self.parts.revocations
-        if revocations.compaction_due and self._inbox.empty():
-            try:
-                revocations.compact()
-            except Exception:
-                log.exception("compacting the revocation list failed; will retry when idle")
-        problems = [*revocations.problems(), *self.parts.replays.problems()]
-        if problems:
-            self._alarms["state_recovered"] = "; ".join(problems)
-        damage = [*getattr(self.parts.trust, "problems", list)(), self._modes.damage]
-        if any(damage):  # values restored out of bounds: ignored, never fatal
-            self._alarms["state_damaged"] = "; ".join(d for d in damage if d)[:400]
-        if self._inbox.resync_due() and self._sync is not None:
-            log.warning("a signed revocation list was dropped (no room): asking for a resync")
-            self._sync.request_resync("revocation list dropped", revocations.version)
-
     def _record_suppressed(self, summary: Suppressed, now: float) -> None:
         self.recorder.record(record.rate_limit_summary(now, summary.count, summary.reasons),
                              notify=False)
         log.warning("rate limit: %d denied scans not recorded one by one (%s)", summary.count,
                     dict(summary.reasons))
 
-    # ---- helpers ---------------------------------------------------------------------------------
-
-    def _show(self, reason: Reason) -> None:
-        try:
-            self.parts.indicators.show(denial_class(reason))
-        except Exception:
-            log.exception("indicators failed for %s", reason.value)
+    # ---- observer -----------------------------------------------------------------------
 
     def _observe(self, item: dict[str, Any]) -> None:
         if self.parts.observer is None:
@@ -457,7 +364,7 @@ class Controller:
             "mode": self._modes.mode,
             "mode_until": format_instant(self._modes.until) if self._modes.until else None,
             "door": "unlocked" if self.actuator.unlocked else "locked",
-            "last_decisions": list(self._last),
+            "last_decisions": list(self.scans.last),
             "revocations": self.gatekeeper.list_status(now).to_json(),
             "clock": self._clock_status(),
             "alarms": dict(self._alarms),
