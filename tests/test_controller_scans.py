@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from agent.core.events import DoorInput, Inbound, Scan
+from agent.core.timefmt import format_instant
 from tests.controller_support import Rig, controller_rig
 
 
@@ -33,6 +34,20 @@ def test_valid_code_is_recorded_before_the_relay_releases(tmp_path: Path) -> Non
         assert row["granted"] is True and row["door"] == "unlocked" and row["kind"] == "scan"
         assert row["seq"] == 1 and row["site"] == rig.kit.site and row["method"] == "sim"
         assert rig.door.unlocked and rig.relay_went_high()
+
+
+def test_a_rows_time_is_the_decision_clocks_instant_not_its_printed_form(
+    tmp_path: Path,
+) -> None:
+    """The entry log keeps the instant the scan was judged at (``--since``, prune), as the
+    number the recorder had, not the millisecond string it printed into ``ts``."""
+    with controller_rig(tmp_path) as rig:
+        rig.clock.advance(((0.4 - rig.clock.now() * 1000 % 1) % 1) / 1000)  # x.xxx4 s
+        judged_at = rig.clock.now()
+        _scan(rig, rig.kit.valid_code("C-1", judged_at))
+        (entry,) = rig.entry_log.history()
+        assert entry.ts == judged_at and entry.ts != round(judged_at, 3)
+        assert entry.event["ts"] == format_instant(judged_at)
 
 
 def test_denials_are_recorded_and_never_touch_the_relay(tmp_path: Path) -> None:
