@@ -45,7 +45,8 @@ class CentreFiles:
 
 def centre_files(tmp: Path, broker_url: str, store_url: str, *, hole_after_s: float = 300,
                  sweep_every_s: float = 0.2, resend_every_s: float = 1.0,
-                 publish_every_s: float = 60, attempts: int = 3, upgrade_db: bool = True,
+                 publish_every_s: float = 60, attempts: int = 3, audit_every_s: float = 600,
+                 upgrade_db: bool = True,
                  group: str = "ingest") -> CentreFiles:
     ops = make_ops_keys(tmp / "keys", kid="ops-centre")
     config = tmp / "centre.toml"
@@ -67,6 +68,7 @@ hole_after_s = {hole_after_s}
 every_s = {sweep_every_s}
 resend_every_s = {resend_every_s}
 resend_attempts = {attempts}
+audit_every_s = {audit_every_s}
 [time]
 publish_every_s = {publish_every_s}
 """, encoding="utf-8")

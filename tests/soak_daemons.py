@@ -25,7 +25,7 @@ class DaemonGate:
     lists, commands and time, as a provisioned gate trusts its centre."""
 
     def __init__(self, work: Path, broker_url: str, ops: OpsKeys, site: str, gate: str, *,
-                 ack_timeout_s: float = 3.0) -> None:
+                 ack: str = "centre", ack_timeout_s: float = 3.0) -> None:
         self.site, self.gate = site, gate
         self.root = work / f"daemon-{site}-{gate}"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -40,7 +40,7 @@ class DaemonGate:
             serial={"port": str(self.pty.link), "baud": 9600, "terminator": "lf"},
             door={"unlock_s": 0.1},
             policy={"on_untrusted_clock": "allow", "accept_static": True})
-        raw["mqtt"] = {"url": broker_url, "keepalive_s": 5, "ack": "centre",
+        raw["mqtt"] = {"url": broker_url, "keepalive_s": 5, "ack": ack,
                        "ack_timeout_s": ack_timeout_s, "reconnect_max_s": 1.0}
         self.config = self.root / "config.toml"
         self.config.write_text(toml_text(raw), encoding="utf-8")

@@ -86,6 +86,8 @@ class SweepSection:
     # A hole gets a resend at most this often, and is recorded lost after this many.
     resend_every_s: float = opt(300.0, _positive)
     resend_attempts: int = opt(5, _positive)
+    # Rows under the marks re-counted this often (and at start): deleted rows are holes.
+    audit_every_s: float = opt(600.0, _positive)
 
 
 @dataclass(frozen=True)

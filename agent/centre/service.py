@@ -86,6 +86,7 @@ class CentreService:
         self._stop = threading.Event()
         self._full: tuple[int, bytes] | None = None  # latest signed full list (cache)
         self._known_gates: set[tuple[str, str]] = set()
+        self._next_audit = 0.0  # monotonic; the first sweep audits the marks
         self.link = CentreLink(settings, f"gate-centre-{config.centre.id}-{time.time_ns():x}",
                                subscriptions(config.mqtt.share_group), self._route,
                                on_connect=self._connected,
@@ -354,6 +355,11 @@ class CentreService:
 
     def _sweep(self, db: Database) -> None:
         now = self.clock()
+        if time.monotonic() >= self._next_audit:
+            for site, gate, old, new in holes.audit(db):
+                log.error("%s/%s: rows missing below seq %d (deleted from the store?): "
+                          "looking for holes again from seq %d", site, gate, old, new + 1)
+            self._next_audit = time.monotonic() + self.config.sweep.audit_every_s
         holes.sweep(db, now)
         sweep = self.config.sweep
         for hole in holes.due_resends(db, now, hole_after_s=sweep.hole_after_s,

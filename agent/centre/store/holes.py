@@ -99,6 +99,37 @@ def _sweep_gate(db: Database, site: str, gate: str, upto: int, now: float) -> in
     return len(rows)
 
 
+def audit(db: Database) -> list[tuple[str, str, int, int]]:
+    """Marks that claim rows the table no longer has (deleted by hand, a partial restore)
+    are lowered to the first missing seq, so the next sweep sees those holes; returns
+    (site, gate, old mark, new mark) of each. One indexed count per gate; the full seq
+    list is read only for a gate whose count falls short of its mark."""
+    counts = {(s, g): int(n) for s, g, n in db.query(
+        "SELECT e.site, e.gate, COUNT(*) FROM entries e JOIN seq_marks m ON "
+        "e.site = m.site AND e.gate = m.gate WHERE e.seq <= m.upto GROUP BY e.site, e.gate")}
+    lowered: list[tuple[str, str, int, int]] = []
+    for site, gate, upto in db.query("SELECT site, gate, upto FROM seq_marks WHERE upto > 0"):
+        upto = int(upto)
+        if counts.get((site, gate), 0) >= upto:
+            continue
+        seqs = [int(r[0]) for r in db.query(
+            "SELECT seq FROM entries WHERE site = ? AND gate = ? AND seq <= ? ORDER BY seq",
+            (site, gate, upto))]
+        lost = [(int(a), int(b)) for a, b in db.query(
+            "SELECT seq_from, seq_to FROM lost WHERE site = ? AND gate = ? ORDER BY seq_from",
+            (site, gate))]
+        gaps, _ = _gaps(0, [*seqs, upto + 1], lost)
+        if not gaps:
+            continue  # what is missing is recorded lost already
+        mark = gaps[0][0] - 1
+        with db.transaction():
+            changed = db.execute("UPDATE seq_marks SET upto = ? WHERE site = ? AND gate = ? "
+                                 "AND upto = ?", (mark, site, gate, upto))
+        if changed:
+            lowered.append((site, gate, upto, mark))
+    return lowered
+
+
 def due_resends(db: Database, now: float, *, hole_after_s: float, resend_every_s: float,
                 attempts: int) -> list[Hole]:
     """Holes to request now (marked as requested); exhausted ones are recorded lost."""
