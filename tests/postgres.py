@@ -14,6 +14,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -115,10 +116,12 @@ class Postgres:
         if self.proc is None:
             return
         # postgres runs as the postgres user under runuser: signal the server itself.
+        # SIGINT is the fast shutdown (sessions ended, a clean checkpoint); the smart one
+        # (SIGTERM) would wait for every client, e.g. a running gate-centre, to leave.
         pid_file = self.data / "postmaster.pid"
         with contextlib.suppress(OSError, ValueError, IndexError):
             pid = int(pid_file.read_text().splitlines()[0])
-            os.kill(pid, 15)
+            os.kill(pid, signal.SIGINT)
         try:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
