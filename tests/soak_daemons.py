@@ -52,6 +52,8 @@ class DaemonGate:
         return self.wait_scanning(timeout)
 
     def launch(self) -> None:
+        if self.pty.master < 0:  # stopped before: the module is plugged in again
+            self.pty.plug()
         self.daemon = DaemonProcess(self.config)
 
     def wait_scanning(self, timeout: float = 60.0) -> DaemonGate:

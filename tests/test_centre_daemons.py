@@ -1,11 +1,14 @@
 """gate-centre with real gate daemons (``gate-agent run`` on mock pins, a serial scanner
 on a pty fed signed credentials): a revocation made with ``gate-centre revoke`` denies
-the next scan at the gate, and a gate that missed two deltas while it was away is
-repaired by its own resync request, answered by the running ``gate-centre`` process."""
+the next scan at the gate, a gate that missed two deltas while it was away is repaired
+by its own resync request, answered by the running ``gate-centre`` process, and a card
+restored from an old image, numbering its new scans with seqs the centre has, is a
+conflict stored apart and alarmed, never over the stored rows."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -84,7 +87,6 @@ def test_revoke_denies_the_next_scan_at_a_real_gate_and_resync_repairs_missed_de
         # ... and the broker lost its retained full list meanwhile (restarted from an old
         # persistence file, or cleaned by hand): coming back, the gate finds none.
         watch.publish(REVOCATIONS_FULL, b"", retain=True)
-        gate.pty.plug()
         gate.start()
         assert has(2)
         assert gate.scan("courier-8")["reason"] == "ok"  # not known here yet
@@ -112,3 +114,49 @@ def test_revoke_denies_the_next_scan_at_a_real_gate_and_resync_repairs_missed_de
         db.close()
     assert got == [("courier-7", "ok"), ("courier-7", "revoked"), ("courier-8", "ok"),
                    ("courier-8", "revoked"), ("courier-7", "ok")]
+
+
+def test_a_restored_card_reusing_seqs_is_a_conflict_kept_apart_and_alarmed(
+        files: CentreFiles, centre: CentreProcess, broker: Broker, tmp_path: Path) -> None:
+    gate = DaemonGate(tmp_path, broker.url, files.ops, SITE, "north-1")
+    state = gate.root / "state"
+    backup = tmp_path / "card-backup"
+
+    def settled() -> bool:
+        return gate.outbox_status()["backlog"] == 0
+
+    try:
+        gate.start()
+        gate.scan("courier-1")
+        assert wait_until(settled, 20)
+        gate.stop()
+        shutil.copytree(state, backup)  # the card imaged while the gate was off
+        gate.start()
+        for n in range(2, 4):
+            gate.scan(f"courier-{n}")
+        assert wait_until(settled, 20)
+        gate.stop()
+        first = {e["seq"]: e["id"] for e in gate.log()}
+        shutil.rmtree(state)  # ... and written back over the card later
+        shutil.copytree(backup, state)
+        gate.start()
+        for n in range(4, 6):
+            gate.scan(f"courier-{n}")
+        assert wait_until(settled, 20)  # conflicts are stored (apart): acknowledged
+        second = {e["seq"]: e["id"] for e in gate.log()}
+    finally:
+        gate.stop()
+    clashing = {q: i for q, i in second.items() if q in first and first[q] != i}
+    assert len(clashing) >= 2, (first, second)
+    db = connect(files.store_url)
+    try:
+        kept = {q: i for _, g, q, i in
+                db.query("SELECT site, gate, seq, id FROM entries WHERE gate = 'north-1'")}
+        apart = {c["seq"]: c["id"] for c in queries.conflicts(db)}
+        row = next(r for r in queries.gates(db, time.time()) if r["gate"] == "north-1")
+    finally:
+        db.close()
+    assert {q: kept[q] for q in clashing} == {q: first[q] for q in clashing}  # never overwritten
+    assert apart == clashing
+    assert row["conflicts"] == len(clashing) and "conflicts" in row["problems"]
+    assert "conflict" in centre.stderr().lower()
