@@ -1,8 +1,8 @@
 """The centre soak: real ``gate-agent`` daemons (mock pins, serial scanners on ptys fed
-signed credentials) and many simulated gates (the real outbox and sync code,
+couriers' signed presentations) and many simulated gates (the real outbox and sync code,
 ``ack = "centre"``) through a broker that is SIGKILLed, into two gate-centre processes on
 one share group, one of them SIGKILLed and restarted mid-stream. Used by
-tests/test_centre_soak.py (a scaled size) and scripts/soak_centre.py (any size; the
+tests/test_centre_soak.py (the issue's size) and scripts/soak_centre.py (any size; the
 issue's full size by default, via scripts/soak-centre.sh)."""
 
 from __future__ import annotations
@@ -91,6 +91,8 @@ def soak(store: str, work: Path, *, gates: int = 50, daemons: int = 3, events: i
         left += sum(1 for o in outboxes if o["backlog"])
         troubles = [p for o in outboxes for p in [*o["problems"], *o["lost"]]]
         logs = {d.gate: d.log() for d in reals}
+        refused = [x["reason"] for d in reals for x in d.daemon.of("decision")
+                   if not x["granted"]] if all(d.daemon for d in reals) else ["no daemon"]
     finally:
         for g in sims:
             g.stop()
@@ -109,6 +111,7 @@ def soak(store: str, work: Path, *, gates: int = 50, daemons: int = 3, events: i
     return {"appended": len(want), "stored": len(got), "distinct": len(set(got)),
             "missing": len(want - set(got)), "extra": len(set(got) - want),
             "daemon_entries": sum(len(v) for v in logs.values()), "daemons_decided": decided,
+            "daemon_refused": refused,
             "daemon_outbox_problems": troubles,
             "in_order": in_order, "drained": drained, "gates_with_backlog": left,
             "seconds": round(time.monotonic() - started, 1)}  # connecting included
@@ -118,4 +121,5 @@ def ok(result: dict[str, Any]) -> bool:
     return bool(result["drained"] and result["in_order"] and not result["missing"]
                 and not result["extra"] and result["stored"] == result["distinct"]
                 == result["appended"] and not result["gates_with_backlog"]
-                and result["daemons_decided"] and not result["daemon_outbox_problems"])
+                and result["daemons_decided"] and not result["daemon_refused"]
+                and not result["daemon_outbox_problems"])

@@ -1,5 +1,7 @@
 """Real gate daemons for the centre tests: ``gate-agent run`` on mock pins with a serial
-QR scanner on a real pseudo-terminal, fed signed credentials line by line, syncing with
+QR scanner on a real pseudo-terminal, fed couriers' dynamic presentations (a signed
+credential bound to the phone's key, signed again by the phone just now: the default
+policy, replay cache included) line by line, syncing with
 ``ack = "centre"``; its outbox read back with ``gate-agent outbox status --json`` and
 ``gate-agent log --json`` (read-only, as staff would on the gate)."""
 
@@ -39,7 +41,7 @@ class DaemonGate:
             state, scanner={"kind": "serial", "dedupe_s": 0.0},
             serial={"port": str(self.pty.link), "baud": 9600, "terminator": "lf"},
             door={"unlock_s": 0.1},
-            policy={"on_untrusted_clock": "allow", "accept_static": True})
+            policy={"on_untrusted_clock": "allow"})
         raw["mqtt"] = {"url": broker_url, "keepalive_s": 5, "ack": ack,
                        "ack_timeout_s": ack_timeout_s, "reconnect_max_s": 1.0}
         self.config = self.root / "config.toml"
@@ -63,7 +65,7 @@ class DaemonGate:
         assert self.daemon is not None
         deadline = time.monotonic() + timeout
         while True:
-            self.feed([self.kit.credential("probe", time.time(), holder=False)])
+            self.feed([self.kit.valid_code("probe", time.time())])
             if self.daemon.wait_lines(
                     lambda lines: any(x.get("type") == "decision" for x in lines), 2):
                 return self
@@ -71,10 +73,10 @@ class DaemonGate:
             assert time.monotonic() < deadline, f"scanner not reading: {self.daemon.stderr()}"
 
     def scan(self, sub: str) -> dict[str, Any]:
-        """Show one fresh credential of ``sub`` to the scanner; its decision line."""
+        """Show one fresh presentation of ``sub`` to the scanner; its decision line."""
         assert self.daemon is not None
         before = len(self.daemon.of("decision"))
-        self.feed([self.kit.credential(sub, time.time(), holder=False)])
+        self.feed([self.kit.valid_code(sub, time.time())])
         assert self.daemon.wait_lines(
             lambda lines: sum(x.get("type") == "decision" for x in lines) > before, 20), \
             self.daemon.stderr()
@@ -91,7 +93,7 @@ class DaemonGate:
         for i in range(n):
             if stop is not None and stop.is_set():
                 return
-            self.feed([self.kit.credential(f"D-{self.gate}-{i}", time.time(), holder=False)])
+            self.feed([self.kit.valid_code(f"D-{self.gate}-{i}", time.time())])
             time.sleep(every_s)
 
     def decisions(self) -> int:

@@ -1,5 +1,5 @@
 """gate-centre with real gate daemons (``gate-agent run`` on mock pins, a serial scanner
-on a pty fed signed credentials): a revocation made with ``gate-centre revoke`` denies
+on a pty fed couriers' signed presentations): a revocation made with ``gate-centre revoke`` denies
 the next scan at the gate, a gate that missed two deltas while it was away is repaired
 by its own resync request, answered by the running ``gate-centre`` process, and a card
 restored from an old image, numbering its new scans with seqs the centre has, is a

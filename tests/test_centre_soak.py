@@ -1,9 +1,9 @@
 """The issue's soak at its full size: 3 real gate-agent daemons (mock pins, serial
-scanners on ptys fed signed credentials) and 50 simulated gates' real outboxes, 20,000
-events, 2 gate-centre processes on one share group (one SIGKILLed and restarted
-mid-stream), 5 broker SIGKILLs: every event exactly once in the store, every code fed
-to a daemon decided and every outbox empty (the daemons' by ``gate-agent outbox status
---json``), on SQLite and PostgreSQL.
+scanners on ptys fed couriers' signed presentations) and 50 simulated gates' real
+outboxes, 20,000 events, 2 gate-centre processes on one share group (one SIGKILLed and
+restarted mid-stream), 5 broker SIGKILLs: every event exactly once in the store, every
+code fed to a daemon decided and granted, and every outbox empty (the daemons' by
+``gate-agent outbox status --json``), on SQLite and PostgreSQL.
 
 The size is the issue's, not a scaled one: the run is paced by the broker kills (4 s
 each) rather than by the event count, and measured 34-37 s per store on the shared
