@@ -158,9 +158,11 @@ class CentreLink:
             self._on_message(Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos,
                                      msg.mid, generation, time.time()))
 
+        suback = threading.Event()
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
         client.on_message = on_message
+        client.on_subscribe = lambda *_a: suback.set()
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.ReceiveMaximum = RECEIVE_MAXIMUM
         try:
@@ -180,14 +182,19 @@ class CentreLink:
             if not connack.wait(CONNACK_TIMEOUT_S) or not outcome.get("ok"):
                 self.last_error = f"broker refused or did not answer: {outcome.get('reason')}"
                 return
-            self._connected.set()
-            self._backoff.reset()
-            self.connects += 1
-            self.last_error = ""
+            # Connected means subscribed too: until the SUBACK the broker routes the
+            # gates' events to nobody (a test that publishes once would wait forever).
             rc, _ = client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.filters])
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self.last_error = f"subscribe failed: {paho.error_string(rc)}"
                 return
+            if not suback.wait(CONNACK_TIMEOUT_S):
+                self.last_error = "the broker did not answer the subscription"
+                return
+            self._connected.set()
+            self._backoff.reset()
+            self.connects += 1
+            self.last_error = ""
             log.info("MQTT connected to %s (connection %d)", self.settings.url, generation)
             if self._on_connect is not None:
                 self._on_connect()
