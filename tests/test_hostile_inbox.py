@@ -9,8 +9,9 @@ from pathlib import Path
 import nacl.signing
 import pytest
 
+from agent.core.bounds import MQTT_LIST_BYTES
 from agent.core.events import DoorInput, Inbound, Scan, Stop
-from agent.gate.inbound import SLOTS, Admission, Inbox, RefusalReports
+from agent.gate.inbound import MAX_PACKET_BYTES, SLOTS, Admission, Inbox, RefusalReports
 from agent.protocol import cose
 from agent.protocol.command import make_command, sign_command
 from agent.protocol.revocation import RevocationEntry, RevocationList, sign_revocation_list
@@ -49,17 +50,29 @@ def test_admission_refuses_garbage_foreign_and_forged_before_a_slot(kit: Kit) ->
     assert admission.check(_cmd(kit, 1)) is None
 
 
-def test_a_big_full_list_is_let_in_by_kid_and_its_signature_checked_later(kit: Kit) -> None:
+def test_a_big_full_list_has_its_signature_checked_before_it_takes_a_slot(kit: Kit) -> None:
     entries = tuple(RevocationEntry("cti", f"{n:016x}") for n in range(500_000))
     data = sign_revocation_list(RevocationList("full", 2, None, int(NOW), entries),
                                 kit.ops, kit.ops_kid)
-    assert len(data) > 4 * 1024 * 1024
+    assert 4 * 1024 * 1024 < len(data) <= MQTT_LIST_BYTES
     admission = Admission(kit.keyring)
     assert admission.check(Inbound("revocations_full", data)) is None
-    tampered = data[:-64] + bytes(64)  # signature zeroed: caught by the controller's check
-    assert admission.check(Inbound("revocations_full", tampered)) is None
+    tampered = data[:-64] + bytes(64)  # the real kid, the signature zeroed
+    assert admission.check(Inbound("revocations_full", tampered)) == "bad_signature"
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 1  # one entry changed
+    assert admission.check(Inbound("revocations_full", bytes(flipped))) == "bad_signature"
     stranger = Admission(Kit(ops_kid="ops-other").keyring)
     assert stranger.check(Inbound("revocations_full", data)) == "unknown_key"
+    inbox = Inbox(admission)
+    assert inbox.put_centre(Inbound("revocations_full", tampered)) == "bad_signature"
+    assert inbox.status()["centre_bytes"] == 0 and inbox.empty()
+
+
+def test_a_full_list_over_the_mqtt_cap_is_refused_by_size(kit: Kit) -> None:
+    assert MAX_PACKET_BYTES > MQTT_LIST_BYTES  # what the gate tells the broker
+    reason = Admission(kit.keyring).check(Inbound("revocations_full", bytes(MQTT_LIST_BYTES + 1)))
+    assert (reason or "").startswith("oversize")
 
 
 def test_centre_messages_never_take_the_place_of_a_scan(kit: Kit) -> None:

@@ -21,10 +21,12 @@ import nacl.exceptions
 import nacl.signing
 import pytest
 
+from agent.core.errors import ProtocolError
 from agent.core.reasons import Reason
 from agent.gate.policy import decide
 from agent.protocol import cbor_strict, cose, qrtext
-from agent.protocol.keys import KeyRing, TrustedKey, verify_signature
+from agent.protocol.keys import IN_PLACE_BYTES, KeyRing, TrustedKey, verify_signature
+from agent.protocol.signed_doc import _signed_bytes, authenticate, sign_document
 from tests.credkit import GATE, NOW, SITE, Kit
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "ed25519_vectors.json").read_text())
@@ -161,3 +163,46 @@ def test_a_forged_credential_from_a_small_order_issuer_key_is_bad_signature() ->
     decision = decide(text, ctx, ring, kit.revocations, kit.replays, NOW)
     assert not decision.granted
     assert decision.reason is Reason.BAD_SIGNATURE
+
+
+def test_big_messages_checked_in_place_get_libsodiums_answers() -> None:
+    # Over IN_PLACE_BYTES (big revocation lists) OpenSSL checks the signature without
+    # copying the message; behind the explicit key and S checks it must answer as
+    # libsodium does, forgeries on small-order keys included.
+    big = bytes(range(256)) * (IN_PLACE_BYTES // 256 + 1)
+    assert len(big) > IN_PLACE_BYTES
+    key = nacl.signing.SigningKey.generate()
+    public, signature = bytes(key.verify_key), bytes(key.sign(big).signature)
+    cases = [(public, big, signature), (public, big + b"x", signature)]
+    for bit in range(0, 512, 5):
+        flipped = bytearray(signature)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        cases.append((public, big, bytes(flipped)))
+    non_canonical_s = signature[:32] + (int.from_bytes(signature[32:], "little") + L).to_bytes(
+        32, "little")
+    cases.append((public, big, non_canonical_s))
+    answers = [verify_signature(p, m, s) for p, m, s in cases]
+    assert answers == [libsodium_accepts(p, m, s) for p, m, s in cases]
+    assert answers.count(True) == 1
+    for case in VECTORS["constructed"]:
+        weak = bytes.fromhex(case["pk"])
+        message = next(big + b"%d" % n for n in range(256)
+                       if plain_equation_holds(weak, big + b"%d" % n, IDENTITY + bytes(32)))
+        assert not verify_signature(weak, message, IDENTITY + bytes(32))
+
+
+@pytest.mark.parametrize("size", [0, 23, 24, 255, 256, 65_535, 65_536, 300_000])
+def test_the_sig_structure_built_in_place_is_rfc_9052s(size: int) -> None:
+    key = nacl.signing.SigningKey.generate()
+    payload = bytes(size)
+    data = sign_document("gate.revocations.v1", {"a": payload}, key, "ops1")
+    envelope = cose.from_decoded(cbor_strict.loads_strict(data, max_bytes=len(data)))
+    signed, signature = _signed_bytes(data)
+    assert signed == cose.sig_structure(envelope.protected, envelope.payload)
+    assert signature == envelope.signature
+    assert authenticate(data, {"ops1": bytes(key.verify_key)}, "gate.revocations.v1",
+                        len(data)) == "ops1"
+    with pytest.raises(ProtocolError) as refused:
+        authenticate(data[:-1] + bytes([data[-1] ^ 1]), {"ops1": bytes(key.verify_key)},
+                     "gate.revocations.v1", len(data))
+    assert refused.value.reason == "bad_signature"

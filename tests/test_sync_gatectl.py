@@ -80,6 +80,27 @@ def test_publish_refuses_a_file_that_is_not_a_revocation_list(
     assert "not a signed revocation list" in capsys.readouterr().err
 
 
+def test_publish_refuses_a_full_list_bigger_than_gates_take_over_mqtt(
+        broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.core.bounds import MQTT_LIST_BYTES
+    from agent.protocol.revocation import DOC_TYPE
+    from agent.protocol.signed_doc import sign_document
+
+    ops = make_ops_keys(tmp_path / "ops")
+    body = {"k": "full", "v": 9, "b": None, "t": int(time.time()), "a": [bytes(32)] * 10,
+            "r": [], "pad": bytes(MQTT_LIST_BYTES)}  # only its size matters here
+    big = tmp_path / "big.cbor"
+    big.write_bytes(sign_document(DOC_TYPE, body, ops.key, "ops-1"))
+    listener = Subscriber(broker.url, ["gate/v1/revocations/full"])
+    try:
+        assert gatectl.main(["revocations", "publish", str(big), "--broker", broker.url]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "gate-agent revocations apply big.cbor" in err
+        assert not listener.wait_for(lambda msgs: bool(msgs), 0.5)  # nothing went out
+    finally:
+        listener.close()
+
+
 def test_unreachable_broker_is_one_line_and_exit_1(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ops = make_ops_keys(tmp_path)

@@ -18,6 +18,7 @@ import cbor2
 from agent.centre.session import CtlSession, await_results
 from agent.centre.watch import describe_message, follow
 from agent.cli.common import EXIT_NO, EXIT_OK, existing_file
+from agent.core.bounds import MAX_DELTA_BYTES, MQTT_LIST_BYTES
 from agent.core.errors import GateError, KeyFileError, RevocationListError, UsageError
 from agent.core.output import emit_json
 from agent.core.timefmt import format_instant, parse_duration
@@ -213,6 +214,13 @@ def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
 def _publish_revocations(args: argparse.Namespace) -> int:
     data = Path(args.file).read_bytes()
     kind, version = _peek_revocation_list(data, args.file)
+    cap = MQTT_LIST_BYTES if kind == "full" else MAX_DELTA_BYTES
+    if len(data) > cap:
+        raise UsageError(
+            f"{args.file} is {len(data)} bytes: gates take a {kind} list of at most {cap} "
+            "over MQTT (their broker drops a bigger one for them); apply it at each gate "
+            f"with gate-agent revocations apply {Path(args.file).name}"
+            + (" instead" if kind == "full" else ", or publish a full list"))
     if args.trust is not None:
         _check_against_trust(data, args.file, args.trust)
     topic = REVOCATIONS_FULL if kind == "full" else REVOCATIONS_DELTA

@@ -24,6 +24,24 @@ MAX_DELTA_ENTRIES = 200_000  # additions plus removals of one delta
 # would be negative and it would never go stale.
 LIST_FUTURE_S = DAY_S
 
+# ---- payload sizes in bytes, checked before anything is copied or decoded --------------
+MIB = 1024 * 1024
+# A signed full list read from a file (``gate-agent revocations apply FILE``).
+MAX_LIST_BYTES = 32 * MIB
+# A full list over MQTT. paho holds three copies of a packet while it decodes one, ~3.8
+# once a few arrived in a row (glibc keeps freed chunks), so this cap, not the gate, is
+# what keeps a forged list within +32 MB of the idle daemon (measured +24 MB; see
+# docs/decisions.md). It holds ~700,000 8-byte credential ids or ~390,000 courier
+# cut-offs; a bigger list is applied from its file at each gate.
+MQTT_LIST_BYTES = 6 * MIB
+MAX_DELTA_BYTES = 4 * MIB  # deltas are a day's changes; a bigger change is a full list
+MAX_COMMAND_BYTES = 4096
+MAX_TIME_BYTES = 512
+# What an MQTT PUBLISH holds besides its payload: fixed header, topic (ids of up to 64
+# characters), packet id, properties. The gate's CONNECT states its Maximum Packet Size
+# as its largest payload cap plus this, so the broker never forwards anything bigger.
+MQTT_HEADER_ROOM = 64 * 1024
+
 
 def time_problem(value: object, what: str) -> str | None:
     """None when ``value`` is a Unix time (int or float seconds) within [MIN_TIME, MAX_TIME)."""

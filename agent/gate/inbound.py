@@ -2,11 +2,16 @@
 
 Courier scans and door inputs (hardware threads) go to the *local* queue, which MQTT
 can never fill. Messages from the centre go to the *centre* queue only after
-:class:`Admission` let them in on the paho thread: a size cap per kind, then a full
-signature check (type, known ops kid, Ed25519) for anything up to ``VERIFY_MAX_BYTES``,
-or, for a bigger full revocation list, the strict envelope with a known ops kid (its
-signature is checked on the controller thread). Identical payloads already waiting are
-not queued twice, so replaying one genuine message cannot fill a queue either.
+:class:`Admission` let them in on the paho thread: a size cap per kind, then the full
+signature check (type, known ops kid, Ed25519 over the bytes in place), whatever the
+size, so a forged list is gone before the next packet is read and two never coexist.
+Identical payloads already waiting are not queued twice, so replaying one genuine
+message cannot fill a queue either.
+
+The caps (agent.core.bounds) are also what the gate states to the broker: its MQTT 5
+CONNECT carries Maximum Packet Size = the largest cap + header room (``MAX_PACKET_BYTES``),
+so a broker never forwards anything bigger (Mosquitto drops it for this gate, and the
+gate's version gap or unknown list makes it ask for a resync).
 
 The centre queue has a few slots per kind and a byte bound over all of them. A signed
 message that found no room is counted per kind (status ``inbound.dropped``); a dropped
@@ -28,20 +33,28 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
+from agent.core.bounds import (
+    MAX_COMMAND_BYTES,
+    MAX_DELTA_BYTES,
+    MAX_TIME_BYTES,
+    MIB,
+    MQTT_HEADER_ROOM,
+    MQTT_LIST_BYTES,
+)
 from agent.core.errors import ProtocolError
 from agent.core.events import DoorInput, Inbound, LocalOpen, Scan, Stop
-from agent.protocol.command import COMMAND_TYPE, MAX_COMMAND_BYTES
+from agent.protocol.command import COMMAND_TYPE
 from agent.protocol.keys import KeyRing
-from agent.protocol.revocation import DOC_TYPE, MAX_DELTA_BYTES, MAX_LIST_BYTES
-from agent.protocol.signed_doc import authenticate, check_kid_and_type
-from agent.protocol.timemsg import MAX_TIME_BYTES, TIME_TYPE
+from agent.protocol.revocation import DOC_TYPE
+from agent.protocol.signed_doc import authenticate
+from agent.protocol.timemsg import TIME_TYPE
 
 LocalEvent = Scan | DoorInput | LocalOpen  # anything else a bug put here fails in the loop
 Item = LocalEvent | Inbound | Stop
 
 # Largest payload per kind, checked before anything is copied or queued.
 CAPS: dict[str, int] = {
-    "revocations_full": MAX_LIST_BYTES,
+    "revocations_full": MQTT_LIST_BYTES,  # a bigger list is applied from its file
     "revocations_delta": MAX_DELTA_BYTES,
     "cmd": MAX_COMMAND_BYTES,
     "time": MAX_TIME_BYTES,
@@ -54,8 +67,9 @@ SLOTS = {"revocations_full": 2, "revocations_delta": 32, "cmd": 32, "time": 4,
 # The sync worker's own signal that a broker accepted the connection (no broker message
 # maps to this kind): empty, never signed, one slot.
 LINK_KINDS = frozenset({"connected"})
-VERIFY_MAX_BYTES = 4 * 1024 * 1024  # signature checked on the paho thread up to this size
-CENTRE_MAX_BYTES = MAX_LIST_BYTES + 8 * 1024 * 1024  # one full list and the small ones
+CENTRE_MAX_BYTES = MQTT_LIST_BYTES + 8 * MIB  # one full list and the small ones
+# The gate's MQTT 5 Maximum Packet Size: nothing bigger than the largest cap is sent to it.
+MAX_PACKET_BYTES = max(CAPS.values()) + MQTT_HEADER_ROOM
 LOCAL_SLOTS = 1024
 RECENT_DIGESTS = 256
 RESYNC_EVERY_S = 10.0  # a lost list asks for a resync at most this often
@@ -83,10 +97,7 @@ class Admission:
         if size > cap:
             return f"oversize: {size} bytes, at most {cap} on {ev.kind}"
         try:
-            if size <= VERIFY_MAX_BYTES:
-                authenticate(ev.payload, self._ops, TYPES[ev.kind], cap)
-            else:
-                check_kid_and_type(ev.payload, self._ops, TYPES[ev.kind], cap)
+            authenticate(ev.payload, self._ops, TYPES[ev.kind], cap)
         except ProtocolError as exc:
             return exc.reason
         return None

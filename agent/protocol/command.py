@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
+from agent.core.bounds import MAX_COMMAND_BYTES as MAX_COMMAND_BYTES  # re-exported
 from agent.core.bounds import MAX_MODE_S, MAX_SEQ
 from agent.core.errors import ProtocolError
 from agent.core.ids import target_problem
@@ -37,7 +38,6 @@ COMMAND_TYPE = "gate.command.v1"
 ACTIONS = ("open", "mode", "resync", "status", "resend")
 MODES = ("normal", "lockdown", "free")
 MAX_TTL_S = 24 * 3600
-MAX_COMMAND_BYTES = 4096
 CLOCK_SKEW_S = 60  # a command issued this far in our future is still taken
 MAX_RESEND = 10_000  # events one "resend" command may ask for (bounds the burst)
 

@@ -1,11 +1,13 @@
 """Ed25519 keys: PEM files, the gate's keyring of trusted keys, and signature checks.
 
 Key files are PEM (PKCS#8 private, SubjectPublicKeyInfo public), read and written with
-``cryptography``'s serialization only. Every signature is made and checked by
-libsodium through PyNaCl: OpenSSL (behind ``cryptography``) accepts a signature on any
-message from a small-order public key, libsodium refuses it. On top of libsodium we
-refuse, explicitly, public keys that are non-canonical, of small order or outside the
-prime-order subgroup, and signatures whose S is not below the group order L.
+``cryptography``'s serialization only. Every signature is made, and every message up
+to 64 KiB checked, by libsodium through PyNaCl: OpenSSL (behind ``cryptography``)
+accepts a signature on any message from a small-order public key, libsodium refuses it.
+On top of libsodium we refuse, explicitly, public keys that are non-canonical, of small
+order or outside the prime-order subgroup, and signatures whose S is not below the group
+order L. Bigger messages (big revocation lists) are checked by OpenSSL behind those same
+explicit checks, because it reads the message in place.
 
 Trusted keys live in two folders with separate roles: ``[trust] keys_dir`` holds
 issuer keys (credentials), ``[trust] ops_keys_dir`` ops keys (revocation lists,
@@ -25,7 +27,7 @@ from typing import Literal
 import nacl.bindings
 import nacl.exceptions
 import nacl.signing
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -40,6 +42,7 @@ SigningKey = nacl.signing.SigningKey
 # Ed25519 group order L: a signature's S must be below it (RFC 8032 §5.1.7).
 GROUP_ORDER = 2**252 + 27742317777372353535851937790883648493
 FIELD_PRIME = 2**255 - 19
+IN_PLACE_BYTES = 64 * 1024  # messages above this are verified without copies (OpenSSL)
 # Encodings of the points of small order (x sign bit cleared), as libsodium lists them.
 _SMALL_ORDER = frozenset(
     bytes.fromhex(h)
@@ -83,11 +86,23 @@ def is_acceptable_public_key(public: bytes) -> bool:
 
 def verify_signature(public: bytes, message: bytes, signature: bytes) -> bool:
     """libsodium Ed25519 verify, plus explicit canonical-key, small-order and
-    canonical-S (S < L) checks, so safety never rests on one library; never raises."""
+    canonical-S (S < L) checks, so safety never rests on one library; never raises.
+
+    A message over ``IN_PLACE_BYTES`` (a big revocation list) is checked by OpenSSL in
+    place instead: PyNaCl's ``crypto_sign_open`` copies the message twice (signature +
+    message, and its output), which is 12 MB more for a 6 MB list. The explicit checks
+    above are what OpenSSL lacks (it accepts forgeries on small-order keys), so both
+    paths accept the same signatures."""
     if len(signature) != 64 or not is_canonical_and_not_small_order(public):
         return False
     if int.from_bytes(signature[32:], "little") >= GROUP_ORDER:
         return False
+    if len(message) > IN_PLACE_BYTES:
+        try:
+            ed25519.Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
+        except (InvalidSignature, ValueError):
+            return False
+        return True
     try:
         nacl.bindings.crypto_sign_open(signature + message, public)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):

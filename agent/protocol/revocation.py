@@ -18,6 +18,8 @@ from agent.core.bounds import (
     MAX_VERSION,
     time_problem,
 )
+from agent.core.bounds import MAX_DELTA_BYTES as MAX_DELTA_BYTES  # re-exported
+from agent.core.bounds import MAX_LIST_BYTES as MAX_LIST_BYTES
 from agent.core.errors import ProtocolError, RevocationListError
 from agent.core.ids import id_problem
 from agent.protocol.keys import KeyRing, SigningKey
@@ -48,10 +50,9 @@ class RevocationList:
 # [sub, before|null] for a courier. Compact on purpose: a full list may hold millions.
 
 DOC_TYPE = "gate.revocations.v1"
-# A full list of 1,000,000 entries of 8-16 byte ctis is 10-17 MB; 32 MB holds 2-3 million.
-MAX_LIST_BYTES = 32 * 1024 * 1024
-# Deltas are small by design (a day's revocations); a bigger change is a full list.
-MAX_DELTA_BYTES = 4 * 1024 * 1024
+# Sizes (agent.core.bounds): a full list of 1,000,000 8-16 byte ctis is 10-17 MB, so
+# MAX_LIST_BYTES (32 MiB, from a file) holds 2-3 million and MQTT_LIST_BYTES (6 MiB, over
+# MQTT) about 700,000; deltas (MAX_DELTA_BYTES) are small by design.
 MAX_SUB = 64
 
 

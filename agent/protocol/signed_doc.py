@@ -21,7 +21,7 @@ import cbor2
 from agent.core.errors import ProtocolError
 from agent.core.reasons import Reason
 from agent.protocol import cbor_strict, cose
-from agent.protocol.keys import KeyRing, SigningKey
+from agent.protocol.keys import KeyRing, SigningKey, verify_signature
 
 STRICT_BODY_LIMIT = 256 * 1024
 DEFAULT_MAX_BYTES = 64 * 1024
@@ -95,25 +95,42 @@ def authenticate(
     data: bytes, ops_keys: dict[str, bytes], expected_type: str, max_bytes: int
 ) -> str:
     """Check type, ops kid and signature whatever the key's validity dates (the controller
-    checks those with the decision clock); return the kid. ProtocolError otherwise."""
-    envelope = cose.from_decoded(
-        cbor_strict.loads_strict(data, max_bytes=max_bytes, max_depth=1)
-    )
+    checks those with the decision clock); return the kid. ProtocolError otherwise.
+
+    Runs on paho's thread before a message may wait in a queue, so it never decodes the
+    payload: the strict envelope is walked in place and the RFC 9052 Sig_structure is
+    built from ``data``'s own bytes (one copy of the payload, the least Ed25519 needs).
+    """
+    envelope = peek_envelope(data, max_bytes)
     _check_kid_and_type(envelope, ops_keys, expected_type)
-    if not envelope.verify(ops_keys[envelope.kid]):
+    signed, signature = _signed_bytes(data)
+    if not verify_signature(ops_keys[envelope.kid], signed, signature):
         raise ProtocolError(
             Reason.BAD_SIGNATURE, f"signature does not match ops key {envelope.kid!r}"
         )
     return envelope.kid
 
 
-def check_kid_and_type(
-    data: bytes, ops_keys: dict[str, bytes], expected_type: str, max_bytes: int
-) -> str:
-    """The cheap check of a big document: strict envelope, its type, a known ops kid."""
-    envelope = peek_envelope(data, max_bytes)
-    _check_kid_and_type(envelope, ops_keys, expected_type)
-    return envelope.kid
+_SIG1_HEAD = b"\x84\x6aSignature1"  # array of 4, text "Signature1"
+
+
+def _signed_bytes(data: bytes) -> tuple[bytes, bytes]:
+    """(Sig_structure, signature) of a COSE_Sign1 that passed :func:`peek_envelope`.
+
+    The strict walker has checked that every head is minimal, so the protected and payload
+    byte strings, heads included, are copied as they are: the result equals
+    ``cose.sig_structure(protected, payload)``.
+    """
+    start, length = _bstr_head(data, 1, "protected header")
+    protected_end = start + length  # then 0xA0, the empty unprotected map (checked)
+    payload_start, payload_length = _bstr_head(data, protected_end + 1, "payload")
+    payload_end = payload_start + payload_length
+    if data[payload_end : payload_end + 2] != b"\x58\x40" or payload_end + 66 != len(data):
+        raise ProtocolError(Reason.MALFORMED, "COSE_Sign1 signature is not 64 bytes")
+    view = memoryview(data)
+    signed = b"".join((_SIG1_HEAD, view[1:protected_end], b"\x40",
+                       view[protected_end + 1 : payload_end]))
+    return signed, bytes(view[payload_end + 2 :])
 
 
 def _check_kid_and_type(
@@ -127,11 +144,11 @@ def _check_kid_and_type(
         raise ProtocolError(Reason.UNKNOWN_KEY, f"no trusted ops key {envelope.kid!r}")
 
 
-def _bstr_head(data: bytes, pos: int) -> tuple[int, int]:
+def _bstr_head(data: bytes, pos: int, what: str = "protected header") -> tuple[int, int]:
     """(content start, length) of the byte string whose head is at ``pos`` (well formed)."""
     initial = data[pos]
     if initial >> 5 != 2:
-        raise ProtocolError(Reason.MALFORMED, "COSE_Sign1 protected header is not a byte string")
+        raise ProtocolError(Reason.MALFORMED, f"COSE_Sign1 {what} is not a byte string")
     info = initial & 0x1F
     if info < 24:
         return pos + 1, info

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent.core.bounds import MAX_TIME_BYTES as MAX_TIME_BYTES  # re-exported
 from agent.core.bounds import time_problem
 from agent.core.errors import ProtocolError
 from agent.core.reasons import Reason
@@ -18,7 +19,6 @@ from agent.protocol.keys import KeyRing, SigningKey
 from agent.protocol.signed_doc import open_document, sign_document
 
 TIME_TYPE = "gate.time.v1"
-MAX_TIME_BYTES = 512
 
 
 NONCE_HEX_CHARS = 32  # a gate's time request nonce: 16 random bytes, lower-case hex

@@ -6,6 +6,12 @@ re-sends from its durable outbox would send them twice over. Here each connectio
 its own client; when it is lost the client and its memory are dropped, and the owner
 (``SyncService``) reconnects with backoff and jitter and starts again from the outbox.
 
+A link given ``max_packet_bytes`` speaks MQTT 5 and states that limit in its CONNECT
+(Maximum Packet Size): the broker then never forwards a bigger packet to it (Mosquitto
+drops it for this client and keeps the connection), so an oversized payload costs the
+gate nothing, where paho would have read it whole into memory first. Without it (the
+centre's tools) the link speaks MQTT 3.1.1 as before.
+
 Callbacks only hand off: each paho callback turns into one ``LinkSignal`` given to the
 owner's ``signal`` callable (a queue put). ``on_publish`` runs under paho's internal
 lock, so nothing here takes a lock of ours or touches storage.
@@ -24,6 +30,8 @@ from typing import Any, Literal
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.core.errors import GateError
@@ -109,7 +117,8 @@ def handshake(settings: BrokerSettings, client_id: str, timeout_s: float) -> Han
 
 
 class Link:
-    """A single MQTT 3.1.1 connection with TCP_NODELAY and a bounded in-flight window."""
+    """A single MQTT connection (3.1.1, or 5 with a Maximum Packet Size) with TCP_NODELAY
+    and a bounded in-flight window."""
 
     def __init__(
         self,
@@ -122,18 +131,22 @@ class Link:
         will: Will | None = None,
         inflight: int = 100,
         connect_timeout_s: float = 5.0,
+        max_packet_bytes: int | None = None,
     ) -> None:
         self.settings = settings
         self.generation = generation
         self._signal = signal
         self._on_message = on_message
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=True,
-            protocol=paho.MQTTv311,
-            reconnect_on_failure=False,
-        )
+        self._connect_properties: Properties | None = None
+        if max_packet_bytes is None:
+            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                 clean_session=True, protocol=paho.MQTTv311,
+                                 reconnect_on_failure=False)
+        else:
+            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                 protocol=paho.MQTTv5, reconnect_on_failure=False)
+            self._connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            self._connect_properties.MaximumPacketSize = max_packet_bytes
         client.connect_timeout = connect_timeout_s
         client.max_inflight_messages_set(max(1, inflight))
         client.max_queued_messages_set(0)
@@ -163,9 +176,13 @@ class Link:
         an accepted CONNACK means connected.
         """
         try:
-            self._client.connect(
-                self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s
-            )
+            if self._connect_properties is None:
+                self._client.connect(self.settings.host, self.settings.port,
+                                     keepalive=self.settings.keepalive_s)
+            else:  # MQTT 5: a clean start, and the largest packet this gate takes
+                self._client.connect(self.settings.host, self.settings.port,
+                                     keepalive=self.settings.keepalive_s, clean_start=True,
+                                     properties=self._connect_properties)
         except (OSError, ValueError) as exc:
             raise LinkError(
                 f"cannot connect to {self.settings.url}: {exc} "

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.core.backoff import Backoff
+from agent.core.bounds import MQTT_HEADER_ROOM
 from agent.core.clock import Clock, SystemClock
 from agent.core.config import MqttSection
 from agent.core.events import Inbound
@@ -109,8 +110,11 @@ class SyncService:
         self._backoff = Backoff(reconnect_min_s, max(reconnect_min_s, reconnect_max_s or 30.0))
         self._clock: Clock = clock or SystemClock()
         self._kinds = self.topics.inbound_kinds()
-        # Largest payload per Inbound.kind, checked before anything is queued or copied.
+        # Largest payload per Inbound.kind, checked before anything is queued or copied;
+        # with caps, the largest is also stated to the broker (MQTT 5 Maximum Packet Size).
         self._caps = dict(payload_caps or {})
+        self._max_packet = (max([MAX_ACK_BYTES, DEFAULT_CAP_BYTES, *self._caps.values()])
+                            + MQTT_HEADER_ROOM if payload_caps else None)
         self.oversize = 0  # inbound payloads refused by size on paho's thread
         self._filters = list(self._kinds)
         if isinstance(self.drain.acknowledger, CentreAcknowledger):
@@ -260,6 +264,7 @@ class SyncService:
                     will=Will(self.topics.status,
                               will_payload(self.site, self.gate, self._clock.now())),
                     inflight=self.drain.window,
+                    max_packet_bytes=self._max_packet,
                 )
                 link.open()
                 accepted, reason = self._await_connack(link.generation)
