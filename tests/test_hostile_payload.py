@@ -112,3 +112,25 @@ def test_big_payload_attacks_stay_within_32_mb_of_the_idle_daemon(
     finally:
         daemon.kill()
         watcher.close()
+
+
+def test_a_full_list_the_broker_drops_for_the_gate_still_makes_it_ask_for_one(
+    tmp_path: Path, broker: Broker
+) -> None:
+    # A retained full list over the gate's Maximum Packet Size never reaches it; a gate
+    # without a list knows it lacks one and keeps asking (resync), and says so in status.
+    kit, config = gate_files(tmp_path, broker.url, with_list=False)
+    base = f"gate/v1/{kit.site}/{kit.gate}"
+    watcher = Subscriber(broker.url, [f"{base}/status", f"{base}/resync"])
+    watcher.publish("gate/v1/revocations/full", bytes(MAX_PACKET_BYTES + 1), retain=True)
+    daemon = DaemonProcess(config)
+    try:
+        assert watcher.wait_for(lambda _: bool(watcher.json_on("/resync")), 30), daemon.stderr()
+        assert watcher.json_on("/resync")[0]["have_version"] is None
+        assert watcher.wait_for(lambda _: _status(watcher).get("online") is True, 30)
+        status = _status(watcher)
+        assert status["revocations"]["version"] is None, status["revocations"]
+        assert status.get("inbound_oversize", 0) == 0  # dropped by the broker, not read
+    finally:
+        daemon.kill()
+        watcher.close()
