@@ -188,11 +188,13 @@ def check_broker(config: Config, options: CheckOptions) -> CheckResult:
 
 
 def _mqtt_handshake(settings: BrokerSettings, options: CheckOptions) -> CheckResult:
-    """A real MQTT CONNECT through the daemon's own Link: same TLS, same refusal hints."""
+    """A real MQTT CONNECT through the daemon's own Link: same protocol (MQTT 5 with the
+    gate's Maximum Packet Size), same TLS, same refusal hints."""
+    from agent.gate.inbound import MAX_PACKET_BYTES
     from agent.sync.link import handshake
 
     result = handshake(settings, f"gate-agent-check-{uuid.uuid4().hex[:8]}",
-                       options.broker_timeout_s)
+                       options.broker_timeout_s, max_packet_bytes=MAX_PACKET_BYTES)
     if not result.accepted:
         return CheckResult("broker", "fail", f"{settings.url}: {result.reason}",
                            "check mqtt.ca_file / cert_file / key_file, this gate's "

@@ -88,14 +88,17 @@ class Handshake:
     reason: str = ""
 
 
-def handshake(settings: BrokerSettings, client_id: str, timeout_s: float) -> Handshake:
+def handshake(settings: BrokerSettings, client_id: str, timeout_s: float, *,
+              max_packet_bytes: int | None = None) -> Handshake:
     """One CONNECT through a :class:`Link`, its CONNACK awaited, then a clean disconnect.
 
-    ``gate-agent check`` asks the broker this way so it meets the same TLS context,
-    socket options and refusal hints as the daemon's connection.
+    ``gate-agent check`` asks the broker this way so it meets the same protocol (MQTT 5
+    with the gate's ``max_packet_bytes``), TLS context, socket options and refusal hints
+    as the daemon's connection.
     """
     signals: queue.SimpleQueue[LinkSignal] = queue.SimpleQueue()
-    link = Link(settings, client_id, signals.put, connect_timeout_s=timeout_s)
+    link = Link(settings, client_id, signals.put, connect_timeout_s=timeout_s,
+                max_packet_bytes=max_packet_bytes)
     try:
         try:
             link.open()
