@@ -37,6 +37,7 @@ MQTT_LIST_BYTES = 6 * MIB
 MAX_DELTA_BYTES = 4 * MIB  # deltas are a day's changes; a bigger change is a full list
 MAX_COMMAND_BYTES = 4096
 MAX_TIME_BYTES = 512
+MAX_ACK_BYTES = 256 * 1024  # the centre's events/ack: a list of seqs
 # What an MQTT PUBLISH holds besides its payload: fixed header, topic (ids of up to 64
 # characters), packet id, properties. The gate's CONNECT states its Maximum Packet Size
 # as its largest payload cap plus this, so the broker never forwards anything bigger.

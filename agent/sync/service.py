@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.core.backoff import Backoff
-from agent.core.bounds import MQTT_HEADER_ROOM
+from agent.core.bounds import MAX_ACK_BYTES, MQTT_HEADER_ROOM
 from agent.core.clock import Clock, SystemClock
 from agent.core.config import MqttSection
 from agent.core.events import Inbound
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 CONNACK_TIMEOUT_S = 10.0
 GOODBYE_TIMEOUT_S = 2.0
 MAX_QUEUED_OUTGOING = 200
-MAX_ACK_BYTES = 256 * 1024  # the centre's events/ack: a list of seqs
 DEFAULT_CAP_BYTES = 64 * 1024  # a kind the caller gave no cap for
 
 
