@@ -38,6 +38,7 @@ from agent.centre.store.ingest import (
 from agent.centre.store.schema import check_current
 from agent.centre.web import records
 from agent.core.backoff import Backoff
+from agent.core.bounds import MQTT_LIST_BYTES
 from agent.protocol.command import make_command, sign_command
 from agent.protocol.keys import KeyRing, SigningKey
 from agent.protocol.timemsg import is_nonce, sign_time
@@ -380,6 +381,11 @@ class CentreService:
         full = revocations.latest_full(db)
         if full is not None and (self._full is None or full[0] != self._full[0]):
             self._full = full
+            if len(full[1]) > MQTT_LIST_BYTES:  # gates' brokers drop it for them
+                log.warning("full revocation list version %d is %d bytes, over the %d gates "
+                            "take over MQTT: gates that need a full list must get it as a "
+                            "file (gate-agent revocations apply)", full[0], len(full[1]),
+                            MQTT_LIST_BYTES)
         if not pending or full is None or not self.link.connected:
             return
         for _version, delta in pending:
