@@ -109,3 +109,24 @@ def test_malformed_events_are_refused_and_change_nothing(centre: Running) -> Non
     assert stored(centre.url) == []
     assert pub.messages == []
     pub.close()
+
+
+def test_pubacks_after_each_commit_keep_the_broker_sending(
+        tmp_path: Path, broker: Broker, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker may send the centre only 5 unacknowledged messages: 60 events get
+    through only if the committed batches' PUBACKs (sent together, in one write) reach
+    the broker (without them it stops after 5)."""
+    monkeypatch.setattr("agent.centre.link.RECEIVE_MAXIMUM", 5)
+    service = start_service(centre_files(tmp_path, broker.url, store_url).config)
+    pub = Subscriber(broker.url, [f"gate/v1/{SITE}/narrow/events/ack"])
+    try:
+        for seq in range(1, 61):
+            body = {"id": f"{seq:032x}", "seq": seq, "ts": "2026-12-01T10:00:00.000Z",
+                    "kind": "scan", "granted": True, "reason": "ok", "sub": "c1"}
+            pub.publish(f"gate/v1/{SITE}/narrow/events", json.dumps(body).encode())
+        assert pub.wait_for(
+            lambda m: {s for _, p, _ in m for s in json.loads(p)["seqs"]} == set(range(1, 61)))
+        assert [q for _, _, q, _ in stored(store_url)] == list(range(1, 61))
+    finally:
+        pub.close()
+        service.stop()

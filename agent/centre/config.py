@@ -56,7 +56,7 @@ class StoreSection:
     url: str = opt(check=_store_url)
     # A batch is committed when it holds this many events or is this old, whichever first.
     batch_max: int = opt(500, _positive)
-    batch_ms: float = opt(50.0, _positive)
+    batch_ms: float = opt(10.0, _positive)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,12 @@ log = logging.getLogger(__name__)
 
 CONNACK_TIMEOUT_S = 10.0
 RECEIVE_MAXIMUM = 10_000  # unacknowledged messages the broker may send us (batches wait)
+# Our own QoS 1 publishes (acks, commands) not yet PUBACKed by the broker, at most: paho's
+# mids are 16 bits and a publish whose mid is still in use fails, so ``publish`` waits
+# (which holds the writer, hence the PUBACKs of what we receive) instead of going over.
+MAX_UNACKED_PUBLISHES = 20_000
+_PUBACK = struct.Struct("!BBH")
+PUBLISH_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,11 @@ class CentreLink:
         self._thread: threading.Thread | None = None
         self.connects = 0
         self.last_error = ""
+        self.publish_failures = 0
+        # QoS 1 publishes on the current connection (under _lock) and paho's reports of
+        # their PUBACKs (its thread only).
+        self._published = 0
+        self._reported = 0
 
     @property
     def connected(self) -> bool:
@@ -93,13 +105,47 @@ class CentreLink:
                 log.error("centre MQTT thread did not stop within %.1f s", timeout)
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
-        """Queue a QoS 1 publish on the current connection; False when there is none."""
+        """A QoS 1 publish on the current connection; False when there is none or it
+        could not be queued (logged: a gate then resends after its ``ack_timeout_s``)."""
+        deadline = time.monotonic() + PUBLISH_WAIT_S
+        while self._published - self._reported >= MAX_UNACKED_PUBLISHES \
+                and self._connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.002)  # the broker is behind on PUBACKs: hold back
         with self._lock:
             client = self._client if self._connected.is_set() else None
-        if client is None:
-            return False
-        info = client.publish(topic, payload, qos=1, retain=retain)
-        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            if client is None:
+                return False
+            self._published += 1  # before: paho may report it before publish() returns
+            info = client.publish(topic, payload, qos=1, retain=retain)
+            if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return True
+            self._published -= 1
+        self.publish_failures += 1
+        log.warning("publish on %s failed: %s", topic, paho.error_string(info.rc))
+        return False
+
+    def ack_many(self, generation: int, mids: Sequence[int]) -> bool:
+        """PUBACK QoS 1 messages of one connection in one socket write.
+
+        paho's ``ack`` queues one 4-byte packet, wakes its loop and sends it with its own
+        syscalls: per message, at thousands a second, that is more than storing it. Here
+        the same packets (MQTT 5 allows the 4-byte PUBACK for success) go to paho's
+        writer as one buffer, which keeps its own ordering and partial writes; without
+        that paho internal, one ``ack`` each.
+        """
+        if not mids:
+            return True
+        with self._lock:
+            client = self._client
+            if generation != self._generation or client is None \
+                    or not self._connected.is_set():
+                return False
+            queue = getattr(client, "_packet_queue", None)
+            if queue is None:
+                return all(client.ack(mid, 1) == MQTTErrorCode.MQTT_ERR_SUCCESS
+                           for mid in mids)
+            packets = b"".join(_PUBACK.pack(0x40, 2, mid) for mid in mids)
+            return bool(queue(0x40, packets, 0, 0) == MQTTErrorCode.MQTT_ERR_SUCCESS)
 
     def ack(self, generation: int, mid: int, qos: int) -> bool:
         """PUBACK one message, only on the connection it came from."""
@@ -132,10 +178,14 @@ class CentreLink:
         with self._lock:
             self._generation += 1
             generation = self._generation
+            self._published = self._reported = 0
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                              protocol=paho.MQTTv5, manual_ack=True,
                              reconnect_on_failure=False)
-        client.max_inflight_messages_set(1000)
+        # No in-flight cap in paho: with one, every PUBACK walks all our unacknowledged
+        # publishes (paho's _update_inflight), a quarter of the centre's time at 5,000
+        # events/s; MAX_UNACKED_PUBLISHES bounds them instead (docs/decisions.md).
+        client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
         if self.settings.username:
             client.username_pw_set(self.settings.username, self.settings.password)
@@ -158,8 +208,12 @@ class CentreLink:
             self._on_message(Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos,
                                      msg.mid, generation, time.time()))
 
+        def on_publish(_c: Any, _u: Any, _mid: int, _r: Any, _p: Any) -> None:
+            self._reported += 1
+
         suback = threading.Event()
         client.on_connect = on_connect
+        client.on_publish = on_publish
         client.on_disconnect = on_disconnect
         client.on_message = on_message
         client.on_subscribe = lambda *_a: suback.set()

@@ -271,9 +271,19 @@ class CentreService:
                 log.error("CONFLICT: %s/%s seq %d arrived with id %s but %s is stored "
                           "(a restored or cloned gate?): kept apart in the conflicts table",
                           item.site, item.gate, item.seq, item.id, stored_id)
-        for msg in [m for m, _ in events] + done:
-            self.link.ack(msg.generation, msg.mid, msg.qos)
+        self._ack(batch)
         self.counters.batches += 1
+
+    def _ack(self, batch: list[Message]) -> None:
+        """PUBACK a committed batch, QoS 1 messages grouped by the connection they came on."""
+        by_connection: dict[int, list[int]] = {}
+        for msg in batch:
+            if msg.qos == 1:
+                by_connection.setdefault(msg.generation, []).append(msg.mid)
+            elif msg.qos:
+                self.link.ack(msg.generation, msg.mid, msg.qos)
+        for generation, mids in by_connection.items():
+            self.link.ack_many(generation, mids)
 
     # ---- answers (time needs no database; resync reads one row)
 
