@@ -207,10 +207,14 @@ def run_store(kind: str, store_url: str, broker: Broker, work: Path, args: argpa
     config = centre_config(work, broker.port, store_url,
                            {"batch_ms": args.batch_ms, "batch_max": args.batch_max})
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    centre = subprocess.Popen([sys.executable, "-m", "agent.cli.gate_centre", "run",
-                               "--config", str(config)], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, env=env, text=True)
-    assert centre.stdout is not None and centre.stdout.readline().strip() == "started"
+    errors = work / "centre.log"
+    with open(errors, "w", encoding="utf-8") as stderr:
+        centre = subprocess.Popen([sys.executable, "-m", "agent.cli.gate_centre", "run",
+                                   "--config", str(config)], stdout=subprocess.PIPE,
+                                  stderr=stderr, env=env, text=True)
+    assert centre.stdout is not None
+    if centre.stdout.readline().strip() != "started":
+        raise RuntimeError(f"gate-centre did not start: {errors.read_text()[-2000:]}")
     time.sleep(1.0)  # subscribed
     acks = AckCollector(broker.port, SITE)
     load = Load(broker.port, [*gates, "backlog"])

@@ -121,9 +121,13 @@ class Gate:
         self.commands: list[tuple[str, int | None, int | None]] = []
         self.sync = SyncService(
             broker_settings(broker_url, keepalive_s=5), site, gate, self.resendable,
-            self._inbound, lambda: {"backlog": backlog(self.outbox)},
+            self._inbound, self._status,
             acknowledger=CentreAcknowledger(time.monotonic, ack_timeout_s),
             reconnect_max_s=0.5, poll_s=0.05)
+
+    def _status(self) -> dict[str, object]:
+        """The daemon's live status fields the centre reads (agent.runtime.daemon)."""
+        return {"backlog": backlog(self.outbox), "outbox": self.outbox.status().to_json()}
 
     def _inbound(self, msg: Inbound) -> None:  # paho thread; a test stand-in may do the work
         if msg.kind != "cmd" or self.keyring is None:

@@ -129,3 +129,32 @@ def test_holes_get_a_signed_resend_and_what_the_gate_no_longer_has_is_lost(
         dropped.stop()
         pruned.stop()
         service.stop()
+
+
+def test_a_lost_tail_is_seen_from_the_gates_status_and_filled_by_resend(
+        tmp_path: Path, broker: Broker, store_url: str) -> None:
+    """The broker PUBACKed a gate's newest events and dropped them: no later event shows
+    the hole, but the gate's status (newest seq, nothing waiting) does."""
+    files = centre_files(tmp_path, broker.url, store_url, hole_after_s=0.5,
+                         resend_every_s=1.0, attempts=3)
+    gate = Gate(tmp_path, broker.url, SITE, "tail", keyring=files.ops.keyring)
+    gate.append(10)
+    gate.outbox.ack([8, 9, 10])  # ack = "puback": gone from the outbox, never delivered
+    service = start_service(files.config)
+    try:
+        gate.start()  # its birth status: newest 10, 7 waiting, so sent up to 3 only
+        assert wait_until(lambda: len(stored(store_url)) == 7, 20)
+        time.sleep(1.0)  # > hole_after_s: nothing is asked while the status says waiting
+        assert gate.commands == []
+        gate.sync.publish_status_now()  # newest 10, nothing waiting: 8-10 are missing
+        assert wait_until(lambda: len(stored(store_url)) == 10, 20)
+        assert gate.commands and set(gate.commands) == {("resend", 8, 10)}
+        db = connect(store_url)
+        try:
+            assert wait_until(lambda: not next(
+                r for r in queries.gates(db, time.time()) if r["gate"] == "tail")["holes"], 10)
+        finally:
+            db.close()
+    finally:
+        gate.stop()
+        service.stop()

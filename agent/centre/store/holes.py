@@ -31,15 +31,17 @@ class Hole:
     last_cmd: str | None = None
 
 
-def _gaps(upto: int, seqs: list[int], lost: list[tuple[int, int]]) -> tuple[list[tuple[int, int]],
-                                                                         int]:
-    """Missing ranges above ``upto`` (minus lost ranges) and the new contiguous mark."""
+def _gaps(upto: int, seqs: list[int], lost: list[tuple[int, int]],
+          reported: int = 0) -> tuple[list[tuple[int, int]], int]:
+    """Missing ranges above ``upto`` (minus lost ranges) and the new contiguous mark;
+    ``reported`` (the gate says it sent up to there) makes a missing tail a range too."""
     gaps: list[tuple[int, int]] = []
     expected = upto + 1
-    for seq in seqs:
+    for seq in [*seqs, reported + 1]:
         if seq > expected:
             gaps.extend(_minus(expected, seq - 1, lost))
         expected = max(expected, seq + 1)
+    expected = max(upto + 1, seqs[-1] + 1 if seqs else 0)
     mark = (gaps[0][0] - 1) if gaps else expected - 1
     return gaps, mark
 
@@ -62,22 +64,23 @@ def _minus(a: int, b: int, lost: list[tuple[int, int]]) -> list[tuple[int, int]]
 
 def sweep(db: Database, now: float) -> int:
     """Recompute every gate's open holes; return how many are open."""
-    marks = db.query("SELECT site, gate, upto FROM seq_marks")
+    marks = db.query("SELECT site, gate, upto, reported FROM seq_marks")
     open_count = 0
-    for site, gate, upto in marks:
+    for site, gate, upto, reported in marks:
         with db.transaction():
-            open_count += _sweep_gate(db, site, gate, int(upto), now)
+            open_count += _sweep_gate(db, site, gate, int(upto), int(reported), now)
     return open_count
 
 
-def _sweep_gate(db: Database, site: str, gate: str, upto: int, now: float) -> int:
+def _sweep_gate(db: Database, site: str, gate: str, upto: int, reported: int,
+                now: float) -> int:
     seqs = [int(r[0]) for r in db.query(
         "SELECT seq FROM entries WHERE site = ? AND gate = ? AND seq > ? ORDER BY seq",
         (site, gate, upto))]
     lost = [(int(a), int(b)) for a, b in db.query(
         "SELECT seq_from, seq_to FROM lost WHERE site = ? AND gate = ? ORDER BY seq_from",
         (site, gate))]
-    gaps, mark = _gaps(upto, seqs, lost)
+    gaps, mark = _gaps(upto, seqs, lost, reported)
     old = [Hole(site, gate, int(r[0]), int(r[1]), float(r[2]), int(r[3]),
                 None if r[4] is None else float(r[4]), r[5]) for r in db.query(
         "SELECT seq_from, seq_to, first_seen, resends, last_resend_at, last_cmd FROM holes "

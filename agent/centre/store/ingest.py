@@ -198,10 +198,31 @@ def parse_status(topic: str, payload: bytes, received_at: float,
     return StatusUpdate(parts[2], parts[3], body, received_at, retained)
 
 
+def sent_upto(body: dict[str, Any]) -> int | None:
+    """The newest seq a status says left the gate's outbox for good: its newest recorded
+    seq less what still waits there (``outbox.last_seq - outbox.backlog``, or the same
+    keys at the top). Conservative: a waiting row is counted as if it were the newest
+    (a requeued older one only lowers the bound). None when the status does not say."""
+    outbox = body.get("outbox")
+    source = outbox if isinstance(outbox, dict) else body
+    last, waiting = source.get("last_seq"), source.get("backlog")
+    if type(last) is not int or type(waiting) is not int or waiting < 0 or last <= waiting:
+        return None
+    return last - waiting
+
+
 def record_status(db: Database, update: StatusUpdate) -> None:
     """Upsert the gate's row: online/offline ``since`` changes only when the state does;
     ``last_seen`` moves only on a live message from the gate itself (not a retained copy
-    replayed on subscribe, and not the broker's last will)."""
+    replayed on subscribe, and not the broker's last will). A status that says how far
+    the gate has sent (``sent_upto``) raises ``seq_marks.reported``, so the sweeper sees
+    a hole at the newest seqs (lost after a broker's PUBACK) without a later event."""
+    sent = sent_upto(update.body)
+    if sent is not None:
+        db.execute("INSERT INTO seq_marks (site, gate, upto, reported) VALUES (?, ?, 0, ?) "
+                   "ON CONFLICT (site, gate) DO UPDATE SET reported = excluded.reported "
+                   "WHERE seq_marks.reported < excluded.reported",
+                   (update.site, update.gate, sent))
     rows = db.query("SELECT online, since, last_seen FROM gates WHERE site = ? AND gate = ?",
                     (update.site, update.gate))
     online = bool(update.body["online"])

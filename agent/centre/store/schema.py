@@ -12,7 +12,8 @@ Tables:
 - ``conflicts``: the same (site, gate, seq) arriving with another id (a restored or
   cloned SD card), kept apart, never overwriting ``entries``.
 - ``gates``: the last status or last will per gate, with the centre's receive times.
-- ``seq_marks``, ``holes``, ``lost``: the hole sweeper's progress per gate, open holes
+- ``seq_marks``, ``holes``, ``lost``: the hole sweeper's progress per gate (and the
+  newest seq the gate's status reports sent, so a lost tail is a hole too), open holes
   with their resend attempts, and ranges the gate could not send again.
 - ``revocation_entries`` (the current list), ``revocation_versions`` (history with the
   signed delta), ``revocation_full`` (the latest signed, compacted full list).
@@ -96,6 +97,9 @@ MIGRATIONS: list[list[str]] = [
             at DOUBLE PRECISION NOT NULL, online BOOLEAN NOT NULL, detail TEXT)""",
         "CREATE INDEX gate_history_gate ON gate_history (site, gate, at)",
         "CREATE INDEX entries_site_at ON entries (site, at)",
+    ],
+    [  # 3: the newest seq each gate's status says it has sent for good (tail holes)
+        "ALTER TABLE seq_marks ADD COLUMN reported BIGINT NOT NULL DEFAULT 0",
     ],
 ]
 
