@@ -96,6 +96,14 @@ def test_entries_filter_and_print_json_and_csv(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has no time zone" in err
+    assert gate_centre.main(["entries", "--json", "--limit", "3", *cfg]) == 0
+    first = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert first == rows[:3]
+    with pytest.raises(SystemExit) as exit_info:
+        gate_centre.main(["entries", "--limit", "0", *cfg])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a positive whole number" in err
 
 
 def test_gates_lists_problems_first_with_the_documented_fields(

@@ -26,6 +26,12 @@ def _instant(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number of entries")
+    return int(text)
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("entries", help="stored entry-log events, oldest first")
     add_config(p)
@@ -35,7 +41,7 @@ def register(sub: Any) -> None:
     p.add_argument("--since", type=_instant, metavar="ISO8601", help="event time from")
     p.add_argument("--until", type=_instant, metavar="ISO8601", help="event time before")
     p.add_argument("--reason", help="reason code, e.g. revoked")
-    p.add_argument("--limit", type=int)
+    p.add_argument("--limit", type=_count, metavar="N", help="at most N entries (the oldest)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="one JSON object per line")
     fmt.add_argument("--csv", action="store_true", help="CSV with a header line")
