@@ -141,11 +141,13 @@ class CentreLink:
                     or not self._connected.is_set():
                 return False
             queue = getattr(client, "_packet_queue", None)
-            if queue is None:
-                return all(client.ack(mid, 1) == MQTTErrorCode.MQTT_ERR_SUCCESS
-                           for mid in mids)
-            packets = b"".join(_PUBACK.pack(0x40, 2, mid) for mid in mids)
-            return bool(queue(0x40, packets, 0, 0) == MQTTErrorCode.MQTT_ERR_SUCCESS)
+            if queue is not None:
+                packets = b"".join(_PUBACK.pack(0x40, 2, mid) for mid in mids)
+                try:
+                    return bool(queue(0x40, packets, 0, 0) == MQTTErrorCode.MQTT_ERR_SUCCESS)
+                except TypeError:  # another paho's signature: nothing was queued
+                    pass
+            return all(client.ack(mid, 1) == MQTTErrorCode.MQTT_ERR_SUCCESS for mid in mids)
 
     def ack(self, generation: int, mid: int, qos: int) -> bool:
         """PUBACK one message, only on the connection it came from."""
