@@ -239,8 +239,8 @@ def run_store(kind: str, store_url: str, broker: Broker, work: Path, args: argpa
         paced = int(PACE * max(30.0, 2.5 * backlog / BACKLOG_RATE))  # outlasts the drain
 
         def backlog_acked() -> None:
-            with acks.done:
-                acks.done.wait_for(lambda: acks.counts.get("backlog", 0) >= backlog, 600)
+            acks.wait_until(lambda: acks.counts.get("backlog", 0) >= backlog, 600)
+            with acks.lock:
                 out["backlog_end"] = max(acks.acked[("backlog", s)]
                                          for s in range(1, backlog + 1)
                                          if ("backlog", s) in acks.acked)

@@ -159,7 +159,6 @@ class AckCollector:
         self.acked: dict[tuple[str, int], float] = {}
         self.counts: dict[str, int] = {}  # acknowledged seqs per gate
         self.lock = threading.Lock()
-        self.done = threading.Condition(self.lock)
         self.client = RawClient(port, f"bench-acks-{uuid.uuid4().hex[:6]}", self._on_ack)
         self.client.subscribe(f"gate/v1/{site}/+/events/ack")
 
@@ -172,11 +171,19 @@ class AckCollector:
                 if (gate, seq) not in self.acked:
                     self.acked[(gate, seq)] = now
                     self.counts[gate] = self.counts.get(gate, 0) + 1
-            self.done.notify_all()
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Polled, not notified: a wake-up of the waiting thread per ack would compete
+        with this reader for the GIL and delay the very timestamps being measured."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def wait(self, count: int, timeout: float) -> bool:
-        with self.done:
-            return self.done.wait_for(lambda: len(self.acked) >= count, timeout)
+        return self.wait_until(lambda: len(self.acked) >= count, timeout)
 
     def close(self) -> None:
         self.client.close()
