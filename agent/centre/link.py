@@ -185,8 +185,8 @@ class CentreLink:
                              protocol=paho.MQTTv5, manual_ack=True,
                              reconnect_on_failure=False)
         # No in-flight cap in paho: with one, every PUBACK walks all our unacknowledged
-        # publishes (paho's _update_inflight), a quarter of the centre's time at 5,000
-        # events/s; MAX_UNACKED_PUBLISHES bounds them instead (docs/decisions.md).
+        # publishes (paho's _update_inflight): a quarter of paho's thread at ~6,000
+        # events/s. MAX_UNACKED_PUBLISHES bounds them instead (docs/decisions.md).
         client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
         if self.settings.username:
