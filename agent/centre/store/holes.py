@@ -70,8 +70,9 @@ def sweep(db: Database, now: float) -> int:
     per gate (the old way) meant, at 1,000 gates, a thousand commits (each an fsync on
     SQLite, each taking the write lock from the ingest writer) every ``every_s``. A gate
     whose holes change is recomputed in its own transaction, as before. The early reads
-    are safe outside it: entries and lost ranges only grow, so a mark computed from them
-    stays true, and the UPDATE only ever raises it."""
+    are safe outside it: rows and lost ranges only grow (rows deleted by hand are
+    ``audit``'s business), and a move applies only if the mark is still the one read, so
+    it never undoes an audit that lowered it meanwhile."""
     marks = db.query("SELECT site, gate, upto, reported FROM seq_marks")
     with_holes = {(site, gate) for site, gate in db.query("SELECT DISTINCT site, gate FROM holes")}
     lost: dict[tuple[str, str], list[tuple[int, int]]] = {}
@@ -89,14 +90,14 @@ def sweep(db: Database, now: float) -> int:
             gaps, mark = _gaps(upto, seqs, lost.get((site, gate), []), reported)
             if not gaps:
                 if mark > upto:
-                    moves.append((mark, site, gate, mark))
+                    moves.append((mark, site, gate, upto))
                 continue
         with db.transaction():
             open_count += _sweep_gate(db, site, gate, upto, reported, now)
     if moves:
         with db.transaction():
             db.executemany("UPDATE seq_marks SET upto = ? WHERE site = ? AND gate = ? "
-                           "AND upto < ?", moves)
+                           "AND upto = ?", moves)
     return open_count
 
 
