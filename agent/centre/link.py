@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt import __version__ as _PAHO_VERSION
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -40,6 +41,10 @@ RECEIVE_MAXIMUM = 10_000  # unacknowledged messages the broker may send us (batc
 # (which holds the writer, hence the PUBACKs of what we receive) instead of going over.
 MAX_UNACKED_PUBLISHES = 20_000
 _PUBACK = struct.Struct("!BBH")
+# The batched PUBACK writes into paho's private packet queue: only on the paho releases
+# it was tested with (tests/test_centre_ingest.py); any other release acks one by one.
+_BATCHED_PUBACK_PAHO = ("2.1.", "2.2.")
+_BATCHED_PUBACK = _PAHO_VERSION.startswith(_BATCHED_PUBACK_PAHO)
 PUBLISH_WAIT_S = 10.0
 
 
@@ -131,7 +136,7 @@ class CentreLink:
         syscalls: per message, at thousands a second, that is more than storing it. Here
         the same packets (MQTT 5 allows the 4-byte PUBACK for success) go to paho's
         writer as one buffer, which keeps its own ordering and partial writes; without
-        that paho internal, one ``ack`` each.
+        that paho internal (or on a paho release it was not tested with), one ``ack`` each.
         """
         if not mids:
             return True
@@ -140,7 +145,7 @@ class CentreLink:
             if generation != self._generation or client is None \
                     or not self._connected.is_set():
                 return False
-            queue = getattr(client, "_packet_queue", None)
+            queue = getattr(client, "_packet_queue", None) if _BATCHED_PUBACK else None
             if queue is not None:
                 packets = b"".join(_PUBACK.pack(0x40, 2, mid) for mid in mids)
                 try:
