@@ -23,7 +23,7 @@ from agent.core.output import emit_json
 from agent.core.timefmt import format_instant, parse_instant
 from agent.gate.gatekeeper import list_status
 from agent.protocol.keys import load_keyring
-from agent.protocol.revocation import parse_revocation_list
+from agent.protocol.revstream import FILE_MAX_BYTES, FILE_MAX_ENTRIES, parse_compact_list
 from agent.store.entries import Entry, OutboxStatus
 from agent.store.entrylog import OUTBOX_FILE, EntryLog
 from agent.store.meta import Meta
@@ -96,7 +96,11 @@ def _apply(args: argparse.Namespace) -> int:
     except KeyFileError as exc:
         raise ConfigError(f"trust: {exc}", str(config.path)) from None
     clock = SystemClock()
-    lst = parse_revocation_list(data, keyring, clock.now())
+    # A file may hold a bigger list than the broker carries: the compact reader needs
+    # ~16 bytes an id (docs/storage.md), so ten million fit a Pi Zero's memory.
+    lst = parse_compact_list(data, keyring, clock.now(), max_bytes=FILE_MAX_BYTES,
+                             max_entries=FILE_MAX_ENTRIES)
+    del data  # the ids are copied out: the signed bytes are not needed any more
     become_state_owner(config.state.dir)
     state = config.state.dir
     with RevocationStore(state, clock=clock) as store:  # takes the writer lock first

@@ -19,6 +19,7 @@ from agent.gate.recorder import EntryLogPort
 from agent.gate.timekeeper import Timekeeper
 from agent.protocol.keys import KeyRing
 from agent.protocol.revocation import RevocationList
+from agent.protocol.revstream import CompactList
 
 Observer = Callable[[dict[str, Any]], None]
 InboundHandler = Callable[[Inbound], None]
@@ -49,7 +50,7 @@ class RevocationPort(Protocol):
 
     def is_revoked(self, cti: str, sub: str, iat: int) -> bool: ...
 
-    def apply(self, lst: RevocationList) -> None: ...
+    def apply(self, lst: RevocationList | CompactList) -> None: ...
 
     @property
     def compaction_due(self) -> bool: ...

@@ -22,7 +22,8 @@ from agent.core.clock import Clock
 from agent.core.errors import RevocationListError, StateError
 from agent.core.events import Inbound
 from agent.protocol.keys import KeyRing
-from agent.protocol.revocation import RevocationList, parse_revocation_list
+from agent.protocol.revocation import RevocationList
+from agent.protocol.revstream import CompactList, parse_compact_list
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class ListStore(Protocol):
     @property
     def state(self) -> str: ...
 
-    def apply(self, lst: RevocationList) -> None: ...
+    def apply(self, lst: RevocationList | CompactList) -> None: ...
 
 
 class UpkeepSync(Protocol):
@@ -70,7 +71,7 @@ class Upkeep:
         self.sync = sync
         self._timekeeper = timekeeper
         self._entry_log = entry_log
-        self._pending: RevocationList | None = None  # failed on a write error: retried
+        self._pending: CompactList | None = None  # failed on a write error: retried
         self._retry_at: float | None = None
         self._resync_at: float | None = None  # monotonic time of the next resync request
         self.install_failures = 0
@@ -84,7 +85,7 @@ class Upkeep:
 
     def on_list(self, ev: Inbound) -> None:
         try:
-            lst = parse_revocation_list(ev.payload, self._keyring, self._clock.now())
+            lst = parse_compact_list(ev.payload, self._keyring, self._clock.now())
         except RevocationListError as exc:
             log.warning("revocation list from the centre refused: %s", exc)
             self.refused["revocations"] += 1
@@ -119,7 +120,7 @@ class Upkeep:
 
     # ---- internals
 
-    def _install(self, lst: RevocationList) -> None:
+    def _install(self, lst: CompactList) -> None:
         store = self._store
         try:
             store.apply(lst)

@@ -82,7 +82,7 @@ def sign_revocation_list(lst: RevocationList, key: SigningKey, kid: str) -> byte
         "v": lst.version,
         "b": lst.base,
         "t": int(lst.issued_at),
-        "a": [_entry_to_wire(e) for e in lst.add],
+        "a": _canonical([_entry_to_wire(e) for e in lst.add], lst.kind),
         "r": [_entry_to_wire(e) for e in lst.remove],
     }
     data = sign_document(DOC_TYPE, body, key, kid)
@@ -110,6 +110,17 @@ def parse_revocation_list(data: bytes, keyring: KeyRing, now: float) -> Revocati
     if problem:
         raise RevocationListError(f"revocation list refused: {problem}")
     return lst
+
+
+def _canonical(items: list[bytes | list[Any]], kind: str) -> list[bytes | list[Any]]:
+    """A full list's entries in the order gates store them: ids by their bytes, then
+    couriers by id. A gate streams a list in this order straight into its sorted table
+    and sorts only a list that is not (older centres): see docs/storage.md."""
+    if kind != "full":
+        return items
+    ids = sorted(i for i in items if isinstance(i, bytes))
+    subs = sorted((i for i in items if not isinstance(i, bytes)), key=lambda i: str(i[0]))
+    return [*ids, *subs]
 
 
 def _entry_to_wire(entry: RevocationEntry) -> bytes | list[Any]:

@@ -13,6 +13,7 @@ import fcntl
 import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from agent.core.errors import StateError, StateInUseError
@@ -38,10 +39,17 @@ def temp_path(path: Path) -> Path:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so a crash leaves the old or the new content."""
+    atomic_write_parts(path, (data,))
+
+
+def atomic_write_parts(path: Path, parts: Iterable[bytes | bytearray | memoryview]) -> None:
+    """``atomic_write`` of the concatenation of ``parts``, never joined in memory (a
+    revocation table is tens of megabytes)."""
     tmp = temp_path(path)
     try:
         with open(tmp, "wb") as handle:
-            handle.write(data)
+            for part in parts:
+                handle.write(part)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -1,11 +1,14 @@
-"""The gate's revocation cache: O(1) lookups in memory, crash-safe files on disk.
+"""The gate's revocation cache: a memory-mapped sorted table, crash-safe files on disk.
 
 On disk (``[state] dir``), all replaced atomically (temp + fsync + rename + dir fsync):
 
-- ``revocations.snap``: the last full list (or compaction), in :mod:`agent.store.revfile`
-  format; ``revocations.snap.prev`` is the previous good one (a hard link, no copy).
-- ``revocations.journal``: the net effect of the deltas applied since that snapshot,
-  rewritten whole on each delta (small), so a delta never rewrites a million ids.
+- ``revocations.snap``: the last full list (or compaction), a sorted table in
+  :mod:`agent.store.revtable` format (16 bytes an id, mapped, not loaded);
+  ``revocations.snap.prev`` is the previous good one (a hard link, no copy). A snapshot
+  in the older :mod:`agent.store.revfile` format is read and rewritten as a table.
+- ``revocations.journal``: the net effect of the deltas applied since that snapshot
+  (:mod:`agent.store.revjournal`), rewritten whole on each delta (small), so a delta
+  never rewrites a million ids; lookups check it before the table.
   It names the snapshot version it applies to; a journal that does not match the
   snapshot is stale (a full list replaced the snapshot) and is ignored.
 - ``revocations.json``: TinyDB metadata (installed version, issue time, apply history)
@@ -26,96 +29,46 @@ Only the controller thread (in one process: a lock file enforces it) writes.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tinydb import TinyDB
-from tinydb.table import Document
-
 from agent.core.clock import Clock, SystemClock
-from agent.core.errors import CorruptStateError, RevocationListError, StateError
+from agent.core.errors import RevocationListError, StateError
 from agent.protocol.revocation import RevocationList
-from agent.store import revfile
-from agent.store.atomic_storage import open_tinydb
-from agent.store.files import (
-    WriterLock,
-    atomic_write,
-    ensure_dir,
-    fsync_dir,
-    move_aside,
-    remove_stale_temps,
-    temp_path,
-)
+from agent.protocol.revstream import CompactList, compact_from_list
+from agent.store.files import WriterLock, ensure_dir
 from agent.store.highwater import HighWater
-from agent.store.revfile import CtiKey, cti_key, split_keys
+from agent.store.revfile import CtiKey
+from agent.store.revjournal import (
+    Journal,
+    as_int,
+    decode_journal,
+    encode_journal,
+    folded,
+    present,
+    sub_present,
+)
+from agent.store.revmeta import HISTORY_KEPT, ListMeta, RevocationStatus
+from agent.store.revsnap import JOURNAL, PREVIOUS, SNAPSHOT, ListFiles
+from agent.store.revtable import ABSENT, IdColumns, RevTable, id_columns
+
+__all__ = ["HISTORY_KEPT", "JOURNAL", "LOCK", "PREVIOUS", "SNAPSHOT", "RevocationStatus",
+           "RevocationStore"]
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT = "revocations.snap"
-PREVIOUS = "revocations.snap.prev"
-JOURNAL = "revocations.journal"
 META = "revocations.json"
 LOCK = "revocations.lock"
-HISTORY_KEPT = 50
-_ABSENT = object()
-
-
-@dataclass(frozen=True)
-class RevocationStatus:
-    """What ``gate-agent revocations status`` and the status topic report."""
-
-    version: int | None
-    entries: int
-    age_s: float | None  # seconds since the centre issued the installed list
-    issued_at: int | None
-    applied_at: float | None
-    problems: tuple[str, ...] = ()
-    state: str = "ok"  # ok | unknown (no list, or not provably the newest the gate had)
-    high_water: int | None = None  # the newest version this gate ever installed
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "high_water_version": self.high_water,
-            "version": self.version,
-            "entries": self.entries,
-            "age_s": None if self.age_s is None else round(self.age_s, 3),
-            "issued_at": self.issued_at,
-            "applied_at": self.applied_at,
-            "problems": list(self.problems),
-        }
-
-
-@dataclass
-class _Journal:
-    """Net changes since the snapshot: True = revoked, False = lifted; subs: before or off."""
-
-    cti: dict[CtiKey, bool]
-    sub_set: dict[str, int | None]
-    sub_del: set[str]
-
-    @classmethod
-    def empty(cls) -> _Journal:
-        return cls({}, {}, set())
-
-    def copy(self) -> _Journal:
-        return _Journal(dict(self.cti), dict(self.sub_set), set(self.sub_del))
-
-    def size(self) -> int:
-        return len(self.cti) + len(self.sub_set) + len(self.sub_del)
 
 
 class RevocationStore:
     """Revocation lists, installed with the version rules of the protocol.
 
-    ``is_revoked`` is the scan-path lookup (a set and a dict; never a TinyDB query).
-    ``apply`` refuses an older-or-equal list or a delta that does not follow the
-    installed version, and changes nothing when it refuses or fails.
+    ``is_revoked`` is the scan-path lookup (the journal's dicts, then a bisect of the
+    mapped table; never a TinyDB query). ``apply`` refuses an older-or-equal list or a
+    delta that does not follow the installed version, and changes nothing when it
+    refuses or fails.
     """
 
     def __init__(
@@ -138,11 +91,12 @@ class RevocationStore:
         self._read_only = read_only
         self._journal_limit = journal_limit
         self._problems: list[str] = []
+        self._files = ListFiles(self._dir, self._clock, read_only, self._problem)
         self._lock: WriterLock | None = None
-        self._meta: TinyDB | None = None
-        self._ctis: set[CtiKey] = set()
-        self._subs: dict[str, int | None] = {}
-        self._journal = _Journal.empty()
+        self._meta: ListMeta | None = None
+        self._table = RevTable.empty()
+        self._journal = Journal.empty()
+        self._net = 0  # entries the journal adds (or, negative, lifts) over the table
         self._snapshot_version: int | None = None
         self.version: int | None = None
         self.issued_at: int | None = None
@@ -165,17 +119,27 @@ class RevocationStore:
             key: CtiKey = bytes.fromhex(cti) if cti else cti
         except ValueError:
             key = cti
-        if key in self._ctis:
+        journal = self._journal
+        on = journal.cti.get(key) if journal.cti else None
+        if on is None:
+            table = self._table
+            if table.has_id(key) if type(key) is bytes else key in table.texts:
+                return True
+        elif on:
             return True
-        subs = self._subs
-        if sub not in subs:
+        if sub in journal.sub_set:
+            before: object = journal.sub_set[sub]
+        elif sub in journal.sub_del:
             return False
-        before = subs[sub]
-        return before is None or iat < before
+        else:
+            before = self._table.sub_before(sub)
+            if before is ABSENT:
+                return False
+        return before is None or iat < before  # type: ignore[operator]
 
     @property
     def entries(self) -> int:
-        return len(self._ctis) + len(self._subs)
+        return self._table.count + self._net
 
     @property
     def state(self) -> str:
@@ -199,26 +163,30 @@ class RevocationStore:
 
     # ---- installing lists ----------------------------------------------------------
 
-    def apply(self, lst: RevocationList) -> None:
-        """Install a verified list: atomic on disk and in memory, or refused unchanged."""
+    def apply(self, lst: RevocationList | CompactList) -> None:
+        """Install a verified list: atomic on disk and in memory, or refused unchanged.
+
+        A ``CompactList`` (agent.protocol.revstream) is the gate's path for big lists;
+        a ``RevocationList`` is turned into one first."""
         if self._read_only:
             raise StateError("the revocation store was opened read-only")
-        if lst.kind == "full":
-            self._check_full(lst)
-            self._apply_full(lst)
-        elif lst.kind == "delta":
-            self._check_delta(lst)
-            self._apply_delta(lst)
-        else:
+        if lst.kind not in ("full", "delta"):
             raise RevocationListError(f"unknown revocation list kind {lst.kind!r}: refused")
+        compact = lst if isinstance(lst, CompactList) else compact_from_list(lst)
+        if compact.kind == "full":
+            self._check_full(compact)
+            self._apply_full(compact)
+        else:
+            self._check_delta(compact)
+            self._apply_delta(compact)
         log.info(
             "installed revocation list version %s (%s), %s entries", lst.version, lst.kind,
             self.entries,
         )
-        self._record_meta(lst)
-        self._raise_mark(lst)
+        self._record_meta(compact)
+        self._raise_mark(compact)
 
-    def _raise_mark(self, lst: RevocationList) -> None:
+    def _raise_mark(self, lst: CompactList) -> None:
         if self._min_version is None or lst.version > self._min_version:
             self._min_version = lst.version
         if self._hw is None:
@@ -228,16 +196,16 @@ class RevocationStore:
             self._hw.clear("revocations")
             self._problems.clear()
 
-    def _check_full(self, lst: RevocationList) -> None:
+    def _check_full(self, lst: CompactList) -> None:
         if self.version is not None and lst.version <= self.version:
             raise RevocationListError(
                 f"list version {lst.version} is older than or equal to the installed "
                 f"version {self.version}: refused (nothing changed)"
             )
-        if lst.remove:
+        if lst.remove.count:
             raise RevocationListError("a full list must not remove entries: refused")
 
-    def _check_delta(self, lst: RevocationList) -> None:
+    def _check_delta(self, lst: CompactList) -> None:
         if self.version is None:
             raise RevocationListError(
                 f"no list installed, delta needs base {lst.base}: "
@@ -256,62 +224,42 @@ class RevocationStore:
                 gap=True,
             )
 
-    def _apply_full(self, lst: RevocationList) -> None:
-        ctis: set[CtiKey] = set()
-        subs: dict[str, int | None] = {}
-        for entry in lst.add:
-            if entry.kind == "cti":
-                ctis.add(cti_key(entry.value))
-            else:
-                subs[entry.value] = _stricter(subs.get(entry.value, _ABSENT), entry.before)
+    def _apply_full(self, lst: CompactList) -> None:
+        ids = {w: id_columns(w, buf) for w, buf in lst.add.ctis.items() if buf}
         applied_at = self._clock.now()
-        self._install_snapshot(lst.version, lst.issued_at, applied_at, ctis, subs)
-        self._ctis, self._subs = ctis, subs
-        self._journal = _Journal.empty()
-        self._snapshot_version = lst.version
+        self._install_snapshot(lst.version, lst.issued_at, applied_at, ids, lst.add.subs,
+                               lst.add.texts)
         self._set_version(lst.version, lst.issued_at, applied_at)
 
-    def _apply_delta(self, lst: RevocationList) -> None:
-        journal = self._journal.copy()
-        lifted = [e for e in lst.remove if e.kind == "cti"]
-        added = [e for e in lst.add if e.kind == "cti"]
-        off_keys = [cti_key(e.value) for e in lifted]
-        on_keys = [cti_key(e.value) for e in added]
-        for key in off_keys:
-            journal.cti[key] = False
-        for key in on_keys:
-            journal.cti[key] = True
-        sub_changes: dict[str, Any] = {}
-        for entry in lst.remove:
-            if entry.kind == "sub":
-                sub_changes[entry.value] = _ABSENT
-        for entry in lst.add:  # two entries for one courier: the stricter, as in a full list
-            if entry.kind == "sub":
-                sub_changes[entry.value] = _stricter(
-                    sub_changes.get(entry.value, _ABSENT), entry.before
-                )
+    def _apply_delta(self, lst: CompactList) -> None:
+        journal, table, net = self._journal.copy(), self._table, self._net
+        changes: dict[CtiKey, bool] = {}
+        for off in lst.remove.cti_keys():
+            changes[off] = False
+        changes.update(dict.fromkeys(lst.remove.texts, False))
+        for new in lst.add.cti_keys():  # an id both lifted and added stays revoked
+            changes[new] = True
+        changes.update(dict.fromkeys(lst.add.texts, True))
+        for key, on in changes.items():
+            net += on - present(table, journal, key)
+            journal.cti[key] = on
+        sub_changes: dict[str, object] = dict.fromkeys(lst.remove.subs, ABSENT)
+        sub_changes.update(lst.add.subs)  # already the stricter of repeats
         for sub, before in sub_changes.items():
-            if before is _ABSENT:
+            net -= sub_present(table, journal, sub)
+            if before is ABSENT:
                 journal.sub_set.pop(sub, None)
                 journal.sub_del.add(sub)
             else:
                 journal.sub_del.discard(sub)
-                journal.sub_set[sub] = before
+                journal.sub_set[sub] = before  # type: ignore[assignment]
+                net += 1
         applied_at = self._clock.now()
-        atomic_write(
-            self._dir / JOURNAL,
-            _encode_journal(journal, self._snapshot_version, lst.version, lst.issued_at,
-                            applied_at),
+        self._files.write_journal(
+            encode_journal(journal, self._snapshot_version, lst.version, lst.issued_at,
+                           applied_at)
         )
-        # Durable: now mirror the same change in memory (removals first, as in the file).
-        self._ctis.difference_update(off_keys)
-        self._ctis.update(on_keys)
-        for sub, before in sub_changes.items():
-            if before is _ABSENT:
-                self._subs.pop(sub, None)
-            else:
-                self._subs[sub] = before
-        self._journal = journal
+        self._journal, self._net = journal, net  # durable: now in memory too
         self._set_version(lst.version, lst.issued_at, applied_at)
         if journal.size() > self._journal_limit:
             self.compact()
@@ -319,50 +267,29 @@ class RevocationStore:
     @property
     def compaction_due(self) -> bool:
         """The delta journal is past half its limit: call ``compact()`` when the gate is idle
-        (a delta that finds it full compacts itself, ~0.6 s at 1M entries)."""
+        (a delta that finds it full compacts itself)."""
         return self._journal.size() > self._journal_limit // 2
 
     def compact(self) -> None:
-        """Fold the delta journal into a new snapshot (~0.5 s at 1M entries; call when idle)."""
+        """Fold the delta journal into a new snapshot (call when idle)."""
         if self._read_only or self.version is None or self.version == self._snapshot_version:
             return
         assert self.issued_at is not None and self.applied_at is not None
-        self._install_snapshot(self.version, self.issued_at, self.applied_at, self._ctis,
-                               self._subs)
-        self._journal = _Journal.empty()
-        self._snapshot_version = self.version
+        ids, subs, texts = folded(self._table, self._journal)
+        self._install_snapshot(self.version, self.issued_at, self.applied_at, ids, subs, texts)
         log.info("compacted revocation deltas into a snapshot of version %s", self.version)
 
     def _install_snapshot(
-        self,
-        version: int,
-        issued_at: int,
-        applied_at: float,
-        ctis: Iterable[CtiKey],
-        subs: dict[str, int | None],
+        self, version: int, issued_at: int, applied_at: float, ids: dict[int, IdColumns],
+        subs: dict[str, int | None], texts: set[str],
     ) -> None:
-        by_width, texts = split_keys(ctis)
-        data = revfile.encode(
-            {"kind": "snapshot", "version": version, "issued_at": issued_at,
-             "applied_at": applied_at, "cti_text": texts, "subs": subs},
-            {"cti": by_width},
-        )
-        snap, prev = self._dir / SNAPSHOT, self._dir / PREVIOUS
-        try:
-            if snap.exists():  # keep the current list as the last good copy (hard link)
-                prev_tmp = temp_path(prev)
-                with contextlib.suppress(FileNotFoundError):
-                    prev_tmp.unlink()
-                os.link(snap, prev_tmp)
-                os.replace(prev_tmp, prev)
-        except OSError as exc:
-            raise StateError(f"cannot keep a copy of {snap}: {exc.strerror or exc}") from exc
-        atomic_write(snap, data)
-        try:  # the journal now names an older snapshot: stale either way, remove it
-            (self._dir / JOURNAL).unlink(missing_ok=True)
-            fsync_dir(self._dir)
-        except OSError as exc:
-            log.warning("could not remove the stale revocation journal: %s", exc)
+        meta = {"kind": "snapshot", "version": version, "issued_at": issued_at,
+                "applied_at": applied_at}
+        table = self._files.write_snapshot(meta, ids, subs, texts)
+        old, self._table = self._table, table
+        old.close()
+        self._journal, self._net = Journal.empty(), 0
+        self._snapshot_version = version
 
     def _set_version(self, version: int, issued_at: int, applied_at: float) -> None:
         self.version, self.issued_at, self.applied_at = version, issued_at, applied_at
@@ -383,10 +310,7 @@ class RevocationStore:
 
     def history(self) -> list[dict[str, Any]]:
         """The last applies (version, kind, applied_at, entries), oldest first."""
-        if self._meta is None:
-            return []
-        doc = self._meta.table("list").get(doc_id=1)
-        return list(doc.get("history", [])) if isinstance(doc, dict) else []
+        return [] if self._meta is None else self._meta.history()
 
     def close(self) -> None:
         if self._meta is not None:
@@ -412,14 +336,12 @@ class RevocationStore:
 
     def _load(self) -> None:
         if not self._read_only:
-            for name in (SNAPSHOT, PREVIOUS, JOURNAL):
-                remove_stale_temps(self._dir / name)
-        snapshot = self._load_snapshot()
-        if snapshot is not None:
+            self._files.remove_stale_temps()
+        if self._load_snapshot():
             self._load_journal()
         if not self._read_only:
-            self._meta = open_tinydb(self._dir / META, self._clock.now(), self._problems)
-            self._sync_meta()
+            self._meta = ListMeta(self._dir / META, self._clock.now(), self._problems)
+            self._meta.sync(self._installed())
         if self.state == "ok" and self._hw is not None:  # e.g. a list a bundle installed
             self._hw.raise_to(revocations_version=self.version)
             self._min_version = self.version
@@ -432,52 +354,33 @@ class RevocationStore:
                 "arrives (requested)"
             )
 
-    def _read(self, name: str) -> tuple[dict[str, Any], dict[str, list[bytes]]] | None:
-        """A list file, verified; None if absent; a corrupt one is moved aside."""
-        path = self._dir / name
-        try:
-            return revfile.decode(path.read_bytes(), path)
-        except FileNotFoundError:
-            return None
-        except (OSError, CorruptStateError) as exc:
-            if self._read_only:
-                self._problem(f"{exc}")
-            else:
-                aside = move_aside(path, self._clock.now())
-                self._problem(f"{exc}; moved to {aside.name}")
-            return None
-
-    def _load_snapshot(self) -> dict[str, Any] | None:
-        current = self._read(SNAPSHOT)
-        found, used = current, SNAPSHOT
-        if current is None:
-            found, used = self._read(PREVIOUS), PREVIOUS
-        if found is None:
+    def _load_snapshot(self) -> bool:
+        table, used = self._files.read_table(SNAPSHOT), SNAPSHOT
+        if table is None:
+            table, used = self._files.read_table(PREVIOUS), PREVIOUS
+        if table is None:
             if self._problems:
                 self._problem("no good revocation list left: waiting for a full list")
-            return None
-        header, blobs = found
+            return False
+        header = table.header
         try:
-            version = _int(header["version"])
-            issued_at = _int(header["issued_at"])
+            version = as_int(header["version"])
+            issued_at = as_int(header["issued_at"])
             applied_at = float(header["applied_at"])
-            subs = {str(k): (None if v is None else _int(v)) for k, v in header["subs"].items()}
-            ctis: set[CtiKey] = set(blobs.get("cti", []))
-            ctis.update(str(t) for t in header["cti_text"])
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
+            table.close()
             self._problem(f"{self._dir / used} has a bad header ({exc}): ignored")
-            return None
+            return False
         if used == PREVIOUS:
             self._problem(f"using the last good revocation list copy, version {version}")
-            if not self._read_only:
-                atomic_write(self._dir / SNAPSHOT, (self._dir / PREVIOUS).read_bytes())
-        self._ctis, self._subs = ctis, subs
+            self._files.restore_previous()
+        self._table = table
         self._snapshot_version = version
         self._set_version(version, issued_at, applied_at)
-        return header
+        return True
 
     def _load_journal(self) -> None:
-        found = self._read(JOURNAL)
+        found = self._files.read_journal()
         if found is None:
             return
         header, blobs = found
@@ -485,36 +388,19 @@ class RevocationStore:
         try:
             if header.get("snapshot_version") != self._snapshot_version:
                 log.info("ignoring a revocation journal for an older snapshot")
-                if not self._read_only:
-                    path.unlink(missing_ok=True)
+                self._files.drop_journal()
                 return
-            journal = _Journal.empty()
-            for key in blobs.get("cti_off", []):
-                journal.cti[key] = False
-            for key in blobs.get("cti_on", []):
-                journal.cti[key] = True
-            for text in header["cti_off_text"]:
-                journal.cti[str(text)] = False
-            for text in header["cti_on_text"]:
-                journal.cti[str(text)] = True
-            journal.sub_set = {
-                str(k): (None if v is None else _int(v)) for k, v in header["sub_set"].items()
-            }
-            journal.sub_del = {str(s) for s in header["sub_del"]}
-            version, issued_at = _int(header["version"]), _int(header["issued_at"])
+            journal = decode_journal(header, blobs)
+            version, issued_at = as_int(header["version"]), as_int(header["issued_at"])
             applied_at = float(header["applied_at"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             self._problem(f"{path} has a bad header ({exc}): deltas since the snapshot ignored")
             return
-        for changed, on in journal.cti.items():
-            if on:
-                self._ctis.add(changed)
-            else:
-                self._ctis.discard(changed)
-        for sub in journal.sub_del:
-            self._subs.pop(sub, None)
-        self._subs.update(journal.sub_set)
-        self._journal = journal
+        empty, table = Journal.empty(), self._table
+        net = sum(on - present(table, empty, key) for key, on in journal.cti.items())
+        net += sum(not sub_present(table, empty, s) for s in journal.sub_set)
+        net -= sum(sub_present(table, empty, s) for s in journal.sub_del)
+        self._journal, self._net = journal, net
         self._set_version(version, issued_at, applied_at)
 
     # ---- TinyDB metadata -----------------------------------------------------------
@@ -527,61 +413,11 @@ class RevocationStore:
             "entries": self.entries,
         }
 
-    def _sync_meta(self) -> None:
-        """Make the metadata agree with the list files (they win after a crash)."""
+    def _record_meta(self, lst: CompactList) -> None:
         assert self._meta is not None
-        doc = self._meta.table("list").get(doc_id=1)
-        stored = doc.get("installed") if isinstance(doc, dict) else None
-        if stored != self._installed():
-            history = list(doc.get("history", [])) if isinstance(doc, dict) else []
-            self._write_meta(history)
-
-    def _record_meta(self, lst: RevocationList) -> None:
-        history = self.history()
-        history.append(
-            {"version": lst.version, "kind": lst.kind, "applied_at": self.applied_at,
-             "entries": self.entries, "added": len(lst.add), "removed": len(lst.remove)}
-        )
+        entry = {"version": lst.version, "kind": lst.kind, "applied_at": self.applied_at,
+                 "entries": self.entries, "added": len(lst.add), "removed": len(lst.remove)}
         try:
-            self._write_meta(history[-HISTORY_KEPT:])
+            self._meta.record(self._installed(), entry)
         except StateError as exc:  # the list itself is installed; metadata is advisory
             self._problem(f"revocation metadata not updated: {exc}")
-
-    def _write_meta(self, history: list[dict[str, Any]]) -> None:
-        assert self._meta is not None
-        self._meta.table("list").upsert(
-            Document({"installed": self._installed(), "history": history}, doc_id=1)
-        )
-
-
-def _encode_journal(
-    journal: _Journal, snapshot_version: int | None, version: int, issued_at: int,
-    applied_at: float,
-) -> bytes:
-    on_bytes, on_text = split_keys(k for k, on in journal.cti.items() if on)
-    off_bytes, off_text = split_keys(k for k, on in journal.cti.items() if not on)
-    return revfile.encode(
-        {"kind": "journal", "snapshot_version": snapshot_version, "version": version,
-         "issued_at": issued_at, "applied_at": applied_at, "cti_on_text": on_text,
-         "cti_off_text": off_text, "sub_set": journal.sub_set,
-         "sub_del": sorted(journal.sub_del)},
-        {"cti_on": on_bytes, "cti_off": off_bytes},
-    )
-
-
-def _stricter(current: object, new: int | None) -> int | None:
-    """Two entries for one courier: keep the one that revokes more (a removal earlier in
-    the same delta counts as absent)."""
-    if current is _ABSENT:
-        return new
-    if current is None or new is None:
-        return None
-    assert isinstance(current, int)
-    return max(current, new)
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected an integer, got {value!r}")
-    return value
-

@@ -1,0 +1,383 @@
+"""The revocation table: sorted fixed-width columns in one file, memory-mapped.
+
+A million revoked ids as Python bytes in a set cost ~90 MB; here they cost 16 bytes
+each, in the file and (as pages the lookups touch) in memory::
+
+    b"GAREVT1\\n" | u32 header length | header JSON, space-padded to 8 | columns | SHA-256
+
+Columns (little-endian, each 8-aligned), for each id width ``w`` (1-32 bytes):
+``hi{w}``: one u64 per id, the big-endian value of its first min(w, 8) bytes, ascending;
+``rest{w}`` (w > 8): the remaining w - 8 bytes of each id, same order. The table is in
+byte order of the ids, so a lookup is a C-speed ``bisect`` on a ``memoryview`` cast to
+u64, narrowed by a 64K-bucket index built on load, then one compare of the rest.
+
+Couriers (``sub``): ``sh`` a u64 blake2b hash of the id (ascending), ``sb`` the cut-off
+(``ALL``: every credential), ``so``/``st`` offsets into the ids' UTF-8 text. A hash hit
+is confirmed by comparing the full id, so a collision never grants or denies wrongly.
+
+The header holds the version, times and the few non-hex ids (old snapshots only). The
+digest is checked on open by reading the file, so unverified pages are never mapped in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import mmap
+import operator
+import os
+import struct
+import sys
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from agent.core.errors import CorruptStateError
+from agent.store.files import atomic_write_parts
+
+MAGIC = b"GAREVT1\n"
+_LEN = struct.Struct(">I")
+_DIGEST = 32
+ALL = (1 << 64) - 1  # ``sb``: a courier entry without a cut-off revokes every credential
+ABSENT = object()
+_INDEX_FROM = 4096  # ids of one width before the 64K-bucket index pays for itself
+_SORT_CHUNK = 1 << 16
+_LITTLE = sys.byteorder == "little"
+
+IdColumns = tuple[bytes | bytearray, bytes | bytearray, int]  # hi, rest, count
+
+
+def sub_hash(name: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(), "little")
+
+
+def id_columns(width: int, records: bytearray, *, presorted: bool = False) -> IdColumns:
+    """Columns for ids of one width, given row-major in any order (repeats allowed).
+
+    In byte order already (the centre signs full lists so): C-speed column splits and
+    one C-speed order check. Otherwise sorted here in 64K-id chunks merged (slower, and
+    one extra copy of the ids: older centres' lists)."""
+    count = len(records) // width
+    hi = _hi_column(width, records, count)
+    if not presorted:
+        view = memoryview(hi).cast("Q")
+        ordered = all(map(operator.lt, view, islice(view, 1, None)))
+        view.release()
+        if not ordered:
+            records = _sort_unique(width, records)
+            count = len(records) // width
+            hi = _hi_column(width, records, count)
+    return hi, _rest_column(width, records), count
+
+
+def _hi_column(width: int, records: bytearray | bytes, count: int) -> bytearray:
+    out = bytearray(8 * count)
+    k = min(width, 8)
+    for j in range(k):  # byte j of the id is the (k-1-j)th least significant of the value
+        out[(k - 1 - j if _LITTLE else 8 - k + j) :: 8] = records[j::width]
+    return out
+
+
+def _rest_column(width: int, records: bytearray | bytes) -> bytes | bytearray:
+    if width <= 8:
+        return b""
+    tail = width - 8
+    rest = bytearray(tail * (len(records) // width))
+    for j in range(tail):  # one byte column at a time: one n-byte temporary, not a copy
+        rest[j::tail] = records[8 + j :: width]
+    return rest
+
+
+def _sort_unique(width: int, records: bytearray) -> bytearray:
+    """Sort and de-duplicate fixed-width ids with at most one chunk of objects alive."""
+    chunk = _SORT_CHUNK * width
+    runs = []
+    for start in range(0, len(records), chunk):
+        part = records[start : start + chunk]
+        records[start : start + chunk] = b"".join(
+            sorted(part[i : i + width] for i in range(0, len(part), width))
+        )
+        runs.append((start, min(start + chunk, len(records))))
+
+    def run(lo: int, hi: int) -> Iterator[bytes]:
+        for i in range(lo, hi, width):
+            yield bytes(records[i : i + width])
+
+    out = bytearray()
+    last = None
+    for rec in heapq.merge(*(run(lo, hi) for lo, hi in runs)):
+        if rec != last:
+            out += rec
+            last = rec
+    return out
+
+
+def records_of(width: int, hi: memoryview | bytes, rest: memoryview | bytes,
+               count: int) -> bytearray:
+    """The ids of one width back in row-major form (compaction merges on it)."""
+    out = bytearray(width * count)
+    raw = hi.cast("B") if isinstance(hi, memoryview) else hi
+    k = min(width, 8)
+    for j in range(k):
+        out[j::width] = raw[(k - 1 - j if _LITTLE else 8 - k + j) :: 8]
+    for j in range(width - 8):
+        out[8 + j :: width] = rest[j :: width - 8]
+    return out
+
+
+def write_table(
+    path: Path, meta: dict[str, Any], ids: dict[int, IdColumns],
+    subs: dict[str, int | None], texts: set[str],
+) -> None:
+    """Write a table atomically (temp, fsync, rename, folder fsync)."""
+    atomic_write_parts(path, table_parts(meta, ids, subs, texts))
+
+
+def table_parts(
+    meta: dict[str, Any], ids: dict[int, IdColumns], subs: dict[str, int | None],
+    texts: set[str],
+) -> list[bytes | bytearray | memoryview]:
+    """The pieces of a table file, digest last (written one after the other)."""
+    rows = sorted((sub_hash(n.encode("utf-8", "surrogatepass")),
+                   n.encode("utf-8", "surrogatepass"), b) for n, b in subs.items())
+    names = [r[1] for r in rows]
+    offsets, at = array("Q", [0]), 0
+    for text in names:
+        at += len(text)
+        offsets.append(at)
+    columns: list[tuple[str, bytes | bytearray | memoryview]] = []
+    for width, (hi, rest, _count) in sorted(ids.items()):
+        columns.append((f"hi{width}", hi))
+        if width > 8:
+            columns.append((f"rest{width}", rest))
+    sub_cols = {"sh": array("Q", [r[0] for r in rows]),
+                "sb": array("Q", [ALL if r[2] is None else r[2] for r in rows]),
+                "so": offsets}
+    for label, numbers in sub_cols.items():
+        if not _LITTLE:
+            numbers.byteswap()
+        columns.append((label, numbers.tobytes()))
+    columns.append(("st", b"".join(names)))
+    header = {**meta, "cti_text": sorted(texts), "subs": len(rows),
+              "ids": [[w, c[2]] for w, c in sorted(ids.items())], "columns": []}
+    head = _header_bytes(header, columns)
+    parts: list[bytes | bytearray | memoryview] = [MAGIC, _LEN.pack(len(head)), head]
+    for _, col in columns:
+        parts += [col, b"\0" * (-len(col) % 8)]
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return [*parts, digest.digest()]
+
+
+def _header_bytes(header: dict[str, Any], columns: list[tuple[str, Any]]) -> bytes:
+    """The header with each column's offset; padded so the first column is 8-aligned."""
+    size = 0
+    while True:
+        at, shape = len(MAGIC) + _LEN.size + size, []
+        for name, col in columns:
+            shape.append([name, at, len(col)])
+            at += len(col) + (-len(col) % 8)
+        head = json.dumps({**header, "columns": shape}, separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+        head += b" " * (-(len(MAGIC) + _LEN.size + len(head)) % 8)
+        if len(head) == size:
+            return head
+        size = len(head)
+
+
+class RevTable:
+    """One verified table; lookups read the mapped columns (no per-entry objects)."""
+
+    def __init__(self, buf: mmap.mmap | bytes | None, path: Path | None) -> None:
+        self._buf = buf
+        self._views: list[memoryview] = []
+        self._ids: dict[int, tuple[Any, Any, int, array[int] | None, int]] = {}
+        self.header: dict[str, Any] = {}
+        self.texts: frozenset[str] = frozenset()
+        self.count = 0
+        self._subs_n = 0
+        if buf is not None:
+            try:
+                self._parse(buf)
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                self.close()
+                raise CorruptStateError(
+                    f"{path} has a valid checksum but a bad layout: {exc}") from exc
+
+    @classmethod
+    def open(cls, path: Path, *, verify: bool = True) -> RevTable:
+        """Verify the digest by reading (``verify=False``: a file this process just wrote
+        and fsynced), then map the same file; CorruptStateError."""
+        with open(path, "rb") as handle:
+            if not verify:
+                return cls(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ), path)
+            size = os.fstat(handle.fileno()).st_size
+            fixed = len(MAGIC) + _LEN.size
+            if size < fixed + _DIGEST or handle.read(len(MAGIC)) != MAGIC:
+                raise CorruptStateError(f"{path} is not a revocation table (bad header or empty)")
+            handle.seek(0)
+            digest, chunk, left = hashlib.sha256(), bytearray(1 << 20), size - _DIGEST
+            while left > 0:
+                got = handle.readinto(memoryview(chunk)[: min(left, len(chunk))])
+                if not got:
+                    break
+                digest.update(memoryview(chunk)[:got])
+                left -= got
+            if left or digest.digest() != handle.read(_DIGEST):
+                raise CorruptStateError(f"{path} fails its checksum (torn write or edited)")
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        return cls(mapped, path)
+
+    @classmethod
+    def empty(cls) -> RevTable:
+        return cls(None, None)
+
+    def _parse(self, buf: mmap.mmap | bytes) -> None:
+        (head_len,) = _LEN.unpack_from(buf, len(MAGIC))
+        start = len(MAGIC) + _LEN.size
+        header = json.loads(bytes(buf[start : start + head_len]).decode("utf-8"))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not an object")
+        body_end = len(buf) - _DIGEST
+        cols: dict[str, memoryview] = {}
+        for name, offset, length in header["columns"]:
+            if offset % 8 or offset < start + head_len or offset + length > body_end:
+                raise ValueError(f"column {name} is outside the file")
+            cols[str(name)] = self._view(buf, offset, length)
+        for width, count in header["ids"]:
+            if not (1 <= width <= 32 and count >= 0):
+                raise ValueError(f"bad id group {width}x{count}")
+            hi = self._u64(cols[f"hi{width}"], count)
+            rest = cols[f"rest{width}"] if width > 8 else b""
+            if len(rest) != max(0, width - 8) * count:
+                raise ValueError(f"column rest{width} has the wrong length")
+            index = _bucket_index(hi) if width >= 8 and count >= _INDEX_FROM else None
+            self._ids[width] = (hi, rest, width - 8 if width > 8 else 0, index, count)
+            self.count += count
+        n = header["subs"]
+        self._sh, self._sb = self._u64(cols["sh"], n), self._u64(cols["sb"], n)
+        self._so, self._st = self._u64(cols["so"], n + 1), cols["st"]
+        if n and self._so[n] != len(self._st):
+            raise ValueError("courier id text has the wrong length")
+        self._subs_n = n
+        self.texts = frozenset(str(t) for t in header["cti_text"])
+        self.count += n + len(self.texts)
+        self.header = header
+
+    def _view(self, buf: mmap.mmap | bytes, offset: int, length: int) -> memoryview:
+        view = memoryview(buf)[offset : offset + length]
+        self._views.append(view)
+        return view
+
+    def _u64(self, view: memoryview, count: int) -> Any:
+        if len(view) != 8 * count:
+            raise ValueError("a u64 column has the wrong length")
+        if not _LITTLE:  # a big-endian host: a swapped copy
+            col = array("Q", bytes(view))
+            col.byteswap()
+            return col
+        cast = view.cast("Q")
+        self._views.append(cast)
+        return cast
+
+    # ---- lookups (the scan path) ---------------------------------------------------
+
+    def has_id(self, key: bytes) -> bool:
+        col = self._ids.get(len(key))
+        if col is None:
+            return False
+        hi, rest, rw, index, n = col
+        value = int.from_bytes(key[:8], "big")
+        if index is None:
+            i = bisect_left(hi, value)
+        else:
+            bucket = value >> 48
+            i = bisect_left(hi, value, index[bucket], index[bucket + 1])
+        if i == n or hi[i] != value:
+            return False
+        if not rw:
+            return True
+        tail = key[8:]
+        while True:  # ids sharing their first 8 bytes: compare the rest of each
+            if rest[i * rw : i * rw + rw] == tail:
+                return True
+            i += 1
+            if i == n or hi[i] != value:
+                return False
+
+    def sub_before(self, sub: str) -> object:
+        """The courier's cut-off (None: all), or ``ABSENT``."""
+        if not self._subs_n:
+            return ABSENT
+        name = sub.encode("utf-8", "surrogatepass")
+        h = sub_hash(name)
+        sh, so, n = self._sh, self._so, self._subs_n
+        i = bisect_left(sh, h)
+        while i < n and sh[i] == h:
+            if self._st[so[i] : so[i + 1]] == name:
+                before = self._sb[i]
+                return None if before == ALL else int(before)
+            i += 1
+        return ABSENT
+
+    def locate(self, key: bytes) -> tuple[int, bool]:
+        """(index of the first id not below ``key`` in its width, whether it is ``key``)."""
+        col = self._ids.get(len(key))
+        if col is None:
+            return 0, False
+        hi, rest, rw, _, n = col
+        value = int.from_bytes(key[:8], "big")
+        i = bisect_left(hi, value)
+        tail = key[8:]
+        while i < n and hi[i] == value and rw and bytes(rest[i * rw : i * rw + rw]) < tail:
+            i += 1
+        return i, i < n and hi[i] == value and (not rw or rest[i * rw : i * rw + rw] == tail)
+
+    # ---- whole columns (compaction) ------------------------------------------------
+
+    def widths(self) -> list[int]:
+        return sorted(self._ids)
+
+    def columns(self, width: int) -> IdColumns:
+        """A copy of one width's columns, to write into a new table."""
+        hi, rest, _, _, n = self._ids[width]
+        return bytes(hi), bytes(rest), n
+
+    def records(self, width: int) -> bytearray:
+        hi, rest, _, _, n = self._ids[width]
+        return records_of(width, hi, rest, n)
+
+    def subs(self) -> dict[str, int | None]:
+        out: dict[str, int | None] = {}
+        for i in range(self._subs_n):
+            name = str(self._st[self._so[i] : self._so[i + 1]], "utf-8", "surrogatepass")
+            before = self._sb[i]
+            out[name] = None if before == ALL else int(before)
+        return out
+
+    def close(self) -> None:
+        """Unmap (views first); the table is empty afterwards."""
+        self._ids, self._subs_n, self.count = {}, 0, 0
+        for name in ("_sh", "_sb", "_so", "_st"):
+            self.__dict__.pop(name, None)
+        for view in reversed(self._views):
+            view.release()
+        self._views = []
+        if isinstance(self._buf, mmap.mmap):
+            self._buf.close()
+        self._buf = None
+
+
+def _bucket_index(hi: Any) -> array[int]:
+    """Where each 16-bit prefix of the ids starts: a lookup bisects ~n/65536 ids."""
+    index, at = array("I"), 0
+    for b in range(1 << 16):
+        at = bisect_left(hi, b << 48, at)
+        index.append(at)
+    index.append(len(hi))
+    return index
