@@ -122,8 +122,8 @@ def bench_revocations(folder: Path, n: int, rows: list[Row]) -> None:
             batches.append((time.perf_counter() - start) / len(probes) * 1e6)
         med, p99 = statistics.median(batches), max(batches)
         rows.append(Row(f"revocations: lookup ({label}), per call", f"{med:.2f} µs median, "
-                        f"{p99:.2f} µs worst batch", "<= 1 µs",
-                        f"set {statistics.median(raw):.2f} µs", at_most(med, 1.0)))
+                        f"{p99:.2f} µs worst batch", "<= 1.5 µs",
+                        f"set {statistics.median(raw):.2f} µs", at_most(med, 1.5)))
     del listed
 
     def delta_of_1000(k: int) -> float:

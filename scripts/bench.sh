@@ -10,7 +10,7 @@ scripts/bootstrap.sh --test
 PY="${GATE_AGENT_VENV:-.venv}/bin/python"
 echo "machine: $(uname -m), $(nproc) cores, $("$PY" --version), $(date -u +%Y-%m-%dT%H:%MZ)"
 missed=()
-for bench in verify store decode sync daemon provision flood centre console gateweb; do
+for bench in verify store revocations decode sync daemon provision flood centre console gateweb; do
   echo
   echo "===== benchmarks/bench_$bench.py $*"
   # A benchmark exits non-zero when a figure misses its target: note it and go on.

@@ -1,7 +1,7 @@
 """Durable local state under ``[state] dir``: see docs/storage.md.
 
 TinyDB (through :mod:`agent.store.atomic_storage`) for the small verification cache
-files, a compact checksummed file for the revocation list itself, SQLite for the
+files, a sorted memory-mapped table for the revocation list itself, SQLite for the
 append-heavy entry log/outbox. Only the controller thread writes the TinyDB files.
 Imports core and protocol; used by the gate, the runtime and the CLI (never the centre).
 """
