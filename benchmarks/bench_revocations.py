@@ -13,6 +13,7 @@ entries) is written to a file; then, each in a fresh process so RSS is its own:
   lookups touched count in it), and the same after 2,000 more hits, the worst case where
   every page of the ids' second halves is touched; the per-call lookup time (median of
   25 batches of 2,000, a courier entry looked up too, as on a scan);
+- at 1M, the same list in descending order (older centres did not sort), for context;
 - the raw floor in the same run: cbor2.loads + one libsodium verify + a Python set of the
   ids (time, peak RSS), and a set lookup (bytes.fromhex + ``in``) per call.
 
@@ -44,11 +45,11 @@ ISSUED = 1_790_000_000
 MB = 1e6
 
 
-def ids_of(n: int) -> bytearray:
-    """n distinct 16-byte ids, ascending, spread over the whole id space."""
+def ids_of(n: int, ascending: bool = True) -> bytearray:
+    """n distinct 16-byte ids spread over the whole id space, ascending or descending."""
     step = (1 << 128) // n
     out = bytearray()
-    for i in range(n):
+    for i in range(n) if ascending else reversed(range(n)):
         out += (i * step + (i * 2654435761 % step)).to_bytes(16, "big")
     return out
 
@@ -67,11 +68,12 @@ def text(value: str) -> bytes:
     return cbor_head(3, len(raw)) + raw
 
 
-def signed_list(n: int, key_path: Path) -> bytes:
-    """The bytes ``sign_revocation_list`` makes, built without an object per entry."""
+def signed_list(n: int, key_path: Path, ascending: bool = True) -> bytes:
+    """The bytes ``sign_revocation_list`` makes, built without an object per entry (or,
+    not ascending, what an older centre signed: the same ids in another order)."""
     subs = n // 100
     count = n - subs
-    ids = ids_of(count)
+    ids = ids_of(count, ascending)
     body = bytearray(cbor_head(5, 6))
     body += text("k") + text("full") + text("v") + cbor_head(0, 1) + text("b") + b"\xf6"
     body += text("t") + cbor_head(0, ISSUED) + text("a") + cbor_head(4, n)
@@ -194,6 +196,11 @@ def bench_size(folder: Path, n: int, rows: list[Row], raw_too: bool) -> None:
     raw = child(RAW, public.hex(), signed) if raw_too else None
     size = signed.stat().st_size
     signed.unlink()
+    unsorted = None
+    if n == 1_000_000:  # a list not in the table's order: sorted on the gate, no target
+        signed.write_bytes(signed_list(n, keys / "ops" / "ops1.key", ascending=False))
+        unsorted = child(APPLY, keys, folder / "state-unsorted", signed)
+        signed.unlink()
     one_m, ten_m = n == 1_000_000, n == 10_000_000
     label = f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n // 1000}k"
     rows.append(Row(f"{label}: apply, signed file ({size / MB:.0f} MB) to ready",
@@ -217,6 +224,9 @@ def bench_size(folder: Path, n: int, rows: list[Row], raw_too: bool) -> None:
                         "<= 1.5 µs" if one_m else "",
                         f"set {raw['lookup']:.2f} µs" if raw else "",
                         at_most(steady[kind], 1.5) if one_m else None))
+    if unsorted is not None:
+        rows.append(Row("1M, not in order (older centre): apply, peak RSS added",
+                        f"{unsorted['s']:.2f} s, {unsorted['peak_added'] / MB:.0f} MB"))
 
 
 def main() -> int:

@@ -31,7 +31,7 @@ import struct
 import sys
 import zlib
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -310,24 +310,37 @@ class RevTable:
         hi, rest, rw, index, n, at = col
         value = int.from_bytes(key, "big") >> (8 * rw)  # the first 8 bytes (or fewer)
         if index is None:
-            i = bisect_left(hi, value)
+            lo, top = 0, n
         else:
             bucket = value >> 48
-            i = bisect_left(hi, value, index[bucket], index[bucket + 1])
-        if i == n or hi[i] != value:
+            lo, top = index[bucket], index[bucket + 1]
+        i = bisect_left(hi, value, lo, top)
+        if i == top or hi[i] != value:
             return False
         if not rw:
             return True
-        tail, fd = key[8:], self._fd
-        while True:  # ids sharing their first 8 bytes: compare the rest of each
-            # Read, not mapped: a mapped page (a whole folio on newer kernels) would stay
-            # resident after each hit; the u64 column alone is what misses touch.
-            got = rest[i * rw : i * rw + rw] if fd is None else os.pread(fd, rw, at + i * rw)
-            if got == tail:
-                return True
-            i += 1
-            if i == n or hi[i] != value:
-                return False
+        if i + 1 == top or hi[i + 1] != value:  # the usual case: one id with this prefix
+            return self._rest(rest, rw, at, i) == key[8:]
+        k = self._first_rest(col, i, bisect_right(hi, value, i, top), key[8:])
+        return k < top and hi[k] == value and self._rest(rest, rw, at, k) == key[8:]
+
+    def _rest(self, rest: Any, rw: int, at: int, i: int) -> bytes:
+        """The bytes after the first 8 of id ``i``: read, not mapped, so no page of the
+        rest column (a whole folio on newer kernels) stays resident after a hit."""
+        fd = self._fd
+        return bytes(rest[i * rw : i * rw + rw]) if fd is None else os.pread(fd, rw, at + i * rw)
+
+    def _first_rest(self, col: Any, lo: int, top: int, tail: bytes) -> int:
+        """In a run of ids sharing their first 8 bytes (counters, time-prefixed ids), the
+        first whose rest is not below ``tail``: a binary search, log2(run) reads."""
+        _, rest, rw, _, _, at = col
+        while lo < top:
+            mid = (lo + top) // 2
+            if self._rest(rest, rw, at, mid) < tail:
+                lo = mid + 1
+            else:
+                top = mid
+        return lo
 
     def sub_before(self, sub: str) -> object:
         """The courier's cut-off (None: all), or ``ABSENT``."""
@@ -352,13 +365,13 @@ class RevTable:
         col = self._ids.get(len(key))
         if col is None:
             return 0, False
-        hi, rest, rw, _, n, _ = col
-        value = int.from_bytes(key[:8], "big")
+        hi, rest, rw, _, n, at = col
+        value = int.from_bytes(key, "big") >> (8 * rw)
         i = bisect_left(hi, value)
-        tail = key[8:]
-        while i < n and hi[i] == value and rw and bytes(rest[i * rw : i * rw + rw]) < tail:
-            i += 1
-        return i, i < n and hi[i] == value and (not rw or rest[i * rw : i * rw + rw] == tail)
+        if not rw or i == n or hi[i] != value:
+            return i, i < n and hi[i] == value
+        i = self._first_rest(col, i, bisect_right(hi, value, i), key[8:])
+        return i, i < n and hi[i] == value and self._rest(rest, rw, at, i) == key[8:]
 
     # ---- whole columns (compaction) ------------------------------------------------
 
