@@ -48,6 +48,7 @@ ABSENT = object()
 _INDEX_FROM = 4096  # ids of one width before the 64K-bucket index pays for itself
 _SORT_CHUNK = 1 << 16
 _LITTLE = sys.byteorder == "little"
+_pread = os.pread
 
 IdColumns = tuple[bytes | bytearray, bytes | bytearray, int]  # hi, rest, count
 
@@ -319,10 +320,14 @@ class RevTable:
             return False
         if not rw:
             return True
+        tail, fd = key[8:], self._fd
+        got = bytes(rest[i * rw : i * rw + rw]) if fd is None else _pread(fd, rw, at + i * rw)
+        if got == tail:
+            return True
         if i + 1 == top or hi[i + 1] != value:  # the usual case: one id with this prefix
-            return self._rest(rest, rw, at, i) == key[8:]
-        k = self._first_rest(col, i, bisect_right(hi, value, i, top), key[8:])
-        return k < top and hi[k] == value and self._rest(rest, rw, at, k) == key[8:]
+            return False
+        k = self._first_rest(col, i, bisect_right(hi, value, i, top), tail)
+        return k < top and hi[k] == value and self._rest(rest, rw, at, k) == tail
 
     def _rest(self, rest: Any, rw: int, at: int, i: int) -> bytes:
         """The bytes after the first 8 of id ``i``: read, not mapped, so no page of the
