@@ -7,9 +7,11 @@ each, in the file and (as pages the lookups touch) in memory::
 
 Columns (little-endian, each 8-aligned), for each id width ``w`` (1-32 bytes):
 ``hi{w}``: one u64 per id, the big-endian value of its first min(w, 8) bytes, ascending;
-``rest{w}`` (w > 8): the remaining w - 8 bytes of each id, same order. The table is in
-byte order of the ids, so a lookup is a C-speed ``bisect`` on a ``memoryview`` cast to
-u64, narrowed by a 64K-bucket index built on load, then one compare of the rest.
+``lo{w}`` (9-16 bytes): a u64 of the other w - 8 bytes the same way; ``rest{w}`` (17-32):
+those bytes raw. The table is in byte order of the ids, so a lookup is a C-speed
+``bisect`` on a ``memoryview`` cast to u64, narrowed by a 64K-bucket index built on load,
+then one compare of the ``lo`` value (a C bisect of ``lo`` too when ids share their first
+8 bytes, as counters do).
 
 Couriers (``sub``): ``sh`` the CRC-32 of the id as u64 (ascending), ``sb`` the cut-off
 (``ALL``: every credential), ``so``/``st`` offsets into the ids' UTF-8 text. A hash hit
@@ -33,9 +35,9 @@ import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
-from itertools import islice
+from itertools import islice, pairwise, starmap
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from agent.core.errors import CorruptStateError
 from agent.store.files import atomic_write_parts
@@ -49,8 +51,15 @@ _INDEX_FROM = 4096  # ids of one width before the 64K-bucket index pays for itse
 _SORT_CHUNK = 1 << 16
 _LITTLE = sys.byteorder == "little"
 _pread = os.pread
+_ORDER: Literal["little", "big"] = "little" if _LITTLE else "big"
 
-IdColumns = tuple[bytes | bytearray, bytes | bytearray, int]  # hi, rest, count
+IdColumns = tuple[bytes | bytearray, bytes | bytearray, int, bytes]  # hi, lo|rest, n, prefix
+
+
+def _second(e: int) -> str:
+    """The second column for ``e`` bytes after the prefix: ``lo`` (a u64) up to 16,
+    ``rest`` (raw) above."""
+    return "lo" if e <= 16 else "rest"
 
 
 def sub_hash(name: bytes) -> int:
@@ -63,36 +72,74 @@ def id_columns(width: int, records: bytearray, *, presorted: bool = False) -> Id
 
     In byte order already (the centre signs full lists so): C-speed column splits and
     one C-speed order check. Otherwise sorted here in 64K-id chunks merged (slower, and
-    one extra copy of the ids: older centres' lists)."""
+    one extra copy of the ids: older centres' lists). A prefix every id shares (counters:
+    their leading zero bytes) is kept once, so ``hi`` holds the bytes that differ."""
     count = len(records) // width
-    hi = _hi_column(width, records, count)
-    if not presorted:
-        view = memoryview(hi).cast("Q")
-        ordered = all(map(operator.lt, view, islice(view, 1, None)))
-        view.release()
-        if not ordered:
-            records = _sort_unique(width, records)
-            count = len(records) // width
-            hi = _hi_column(width, records, count)
-    return hi, _rest_column(width, records), count
+    prefix = _common_prefix(width, records, count)
+    hi, second = _split(width, records, count, len(prefix))
+    if not presorted and not _ordered(hi, second if width - len(prefix) <= 16 else None,
+                                      width - len(prefix)):
+        records = _sort_unique(width, records)
+        count = len(records) // width
+        prefix = _common_prefix(width, records, count)
+        hi, second = _split(width, records, count, len(prefix))
+    return hi, second, count, prefix
 
 
-def _hi_column(width: int, records: bytearray | bytes, count: int) -> bytearray:
+def _common_prefix(width: int, records: bytearray | bytes, count: int) -> bytes:
+    """The leading bytes all ids share (at most width - 1), by C-speed strided compares."""
+    p = 0
+    while p < width - 1 and count and (
+            records[p::width] == bytes([records[p]]) * count):
+        p += 1
+    return bytes(records[:p])
+
+
+def _split(width: int, records: bytearray | bytes, count: int,
+           p: int) -> tuple[bytearray, bytes | bytearray]:
+    """The ``hi`` column of the bytes after the prefix, and the second column: ``lo``
+    (u64) when 9-16 bytes follow the prefix, raw ``rest`` beyond, empty up to 8."""
+    e = width - p
+    hi = _u64_column(records, width, p, min(e, 8), count)
+    if e <= 8:
+        return hi, b""
+    if e <= 16:
+        return hi, _u64_column(records, width, p + 8, e - 8, count)
+    tail = e - 8
+    rest = bytearray(tail * count)
+    for j in range(tail):  # one byte column at a time: one n-byte temporary, not a copy
+        rest[j::tail] = records[p + 8 + j :: width]
+    return hi, rest
+
+
+def _u64_column(records: bytearray | bytes, width: int, start: int, k: int,
+                count: int) -> bytearray:
+    """One native u64 per id: the big-endian value of its ``k`` bytes from ``start``."""
     out = bytearray(8 * count)
-    k = min(width, 8)
-    for j in range(k):  # byte j of the id is the (k-1-j)th least significant of the value
-        out[(k - 1 - j if _LITTLE else 8 - k + j) :: 8] = records[j::width]
+    for j in range(k):  # byte j is the (k-1-j)th least significant of the value
+        out[(k - 1 - j if _LITTLE else 8 - k + j) :: 8] = records[start + j :: width]
     return out
 
 
-def _rest_column(width: int, records: bytearray | bytes) -> bytes | bytearray:
-    if width <= 8:
-        return b""
-    tail = width - 8
-    rest = bytearray(tail * (len(records) // width))
-    for j in range(tail):  # one byte column at a time: one n-byte temporary, not a copy
-        rest[j::tail] = records[8 + j :: width]
-    return rest
+def _wide(high: int, low: int) -> int:
+    return high << 64 | low
+
+
+def _ordered(hi: bytearray, lo: bytes | bytearray | None, e: int) -> bool:
+    """Strictly ascending (so no repeats), checked in C for distinct ``hi``; ids whose
+    ``hi`` repeat cost one Python step each (a longer id, e > 16: sorted instead)."""
+    hv = memoryview(hi).cast("Q")
+    lv = None if lo is None or e <= 8 else memoryview(lo).cast("Q")
+    try:
+        if all(map(operator.lt, hv, islice(hv, 1, None))):
+            return True
+        if lv is None or not all(map(operator.le, hv, islice(hv, 1, None))):
+            return False
+        return all(starmap(operator.lt, pairwise(map(_wide, hv, lv))))
+    finally:
+        hv.release()
+        if lv is not None:
+            lv.release()
 
 
 def _sort_unique(width: int, records: bytearray) -> bytearray:
@@ -119,16 +166,23 @@ def _sort_unique(width: int, records: bytearray) -> bytearray:
     return out
 
 
-def records_of(width: int, hi: memoryview | bytes, rest: memoryview | bytes,
-               count: int) -> bytearray:
+def records_of(width: int, hi: Any, second: Any, count: int, prefix: bytes) -> bytearray:
     """The ids of one width back in row-major form (compaction merges on it)."""
     out = bytearray(width * count)
-    raw = hi.cast("B") if isinstance(hi, memoryview) else hi
-    k = min(width, 8)
-    for j in range(k):
-        out[j::width] = raw[(k - 1 - j if _LITTLE else 8 - k + j) :: 8]
-    for j in range(width - 8):
-        out[8 + j :: width] = rest[j :: width - 8]
+    p = len(prefix)
+    e = width - p
+    for j in range(p):
+        out[j::width] = prefix[j : j + 1] * count
+    for start, k, column in ((p, min(e, 8), hi), (p + 8, e - 8, second)):
+        if k <= 0:
+            break
+        if k > 8:  # raw rest
+            for j in range(k):
+                out[start + j :: width] = column[j::k]
+            break
+        raw = column if isinstance(column, bytes | bytearray) else memoryview(column).cast("B")
+        for j in range(k):
+            out[start + j :: width] = raw[(k - 1 - j if _LITTLE else 8 - k + j) :: 8]
     return out
 
 
@@ -153,10 +207,10 @@ def table_parts(
         at += len(text)
         offsets.append(at)
     columns: list[tuple[str, bytes | bytearray | memoryview]] = []
-    for width, (hi, rest, _count) in sorted(ids.items()):
+    for width, (hi, second, _count, prefix) in sorted(ids.items()):
         columns.append((f"hi{width}", hi))
-        if width > 8:
-            columns.append((f"rest{width}", rest))
+        if second:
+            columns.append((f"{_second(width - len(prefix))}{width}", second))
     sub_cols = {"sh": array("Q", [r[0] for r in rows]),  # u64 though CRC-32: aligned
                 "sb": array("Q", [ALL if r[2] is None else r[2] for r in rows]),
                 "so": offsets}
@@ -166,7 +220,7 @@ def table_parts(
         columns.append((label, numbers.tobytes()))
     columns.append(("st", b"".join(names)))
     header = {**meta, "cti_text": sorted(texts), "subs": len(rows),
-              "ids": [[w, c[2]] for w, c in sorted(ids.items())], "columns": []}
+              "ids": [[w, c[2], c[3].hex()] for w, c in sorted(ids.items())], "columns": []}
     head = _header_bytes(header, columns)
     parts: list[bytes | bytearray | memoryview] = [MAGIC, _LEN.pack(len(head)), head]
     for _, col in columns:
@@ -193,6 +247,23 @@ def _header_bytes(header: dict[str, Any], columns: list[tuple[str, Any]]) -> byt
         size = len(head)
 
 
+class _Group(NamedTuple):
+    """The mapped columns of the ids of one width."""
+
+    hi: Any  # u64 view
+    second: Any  # u64 view (lo), raw view (rest) or b""
+    sw: int  # bytes after the first 8 that follow the prefix (0: none)
+    starts: array[int] | None  # where each 64K bucket starts
+    n: int
+    at: int  # file offset of the second column (pread)
+    ebits: int  # bits after the prefix
+    pfx: int  # the prefix as an integer
+    prefix: bytes
+    emask: int  # (1 << ebits) - 1
+    lmask: int  # (1 << 8 * sw) - 1
+    shift: int  # 8 * sw
+
+
 class RevTable:
     """One verified table; lookups read the mapped columns (no per-entry objects)."""
 
@@ -203,7 +274,7 @@ class RevTable:
         self._buf = buf
         self._fd = fd
         self._views: list[memoryview] = []
-        self._ids: dict[int, tuple[Any, Any, int, array[int] | None, int, int]] = {}
+        self._ids: dict[int, _Group] = {}
         self.header: dict[str, Any] = {}
         self.texts: frozenset[str] = frozenset()
         self.count = 0
@@ -264,16 +335,26 @@ class RevTable:
                 raise ValueError(f"column {name} is outside the file")
             cols[str(name)] = self._view(buf, offset, length)
             starts[str(name)] = offset
-        for width, count in header["ids"]:
-            if not (1 <= width <= 32 and count >= 0):
+        for width, count, prefix_hex in header["ids"]:
+            prefix = bytes.fromhex(prefix_hex)
+            e = width - len(prefix)
+            if not (1 <= width <= 32 and count >= 0 and e >= 1):
                 raise ValueError(f"bad id group {width}x{count}")
             hi = self._u64(cols[f"hi{width}"], count)
-            rest = cols[f"rest{width}"] if width > 8 else b""
-            if len(rest) != max(0, width - 8) * count:
-                raise ValueError(f"column rest{width} has the wrong length")
-            index = _bucket_index(hi) if width >= 8 and count >= _INDEX_FROM else None
-            self._ids[width] = (hi, rest, width - 8 if width > 8 else 0, index, count,
-                                starts.get(f"rest{width}", 0))
+            name = f"{_second(e)}{width}"
+            if 8 < e <= 16:
+                second = self._u64(cols[name], count)
+            elif e > 16:
+                second = cols[name]
+                if len(second) != (e - 8) * count:
+                    raise ValueError(f"column {name} has the wrong length")
+            else:
+                second = b""
+            index = _bucket_index(hi) if e >= 8 and count >= _INDEX_FROM else None
+            sw = max(0, e - 8)
+            self._ids[width] = _Group(hi, second, sw, index, count, starts.get(name, 0),
+                                      8 * e, int.from_bytes(prefix, "big"), prefix,
+                                      (1 << 8 * e) - 1, (1 << 8 * sw) - 1, 8 * sw)
             self.count += count
         n = header["subs"]
         self._sh, self._sb = self._u64(cols["sh"], n), self._u64(cols["sb"], n)
@@ -305,11 +386,16 @@ class RevTable:
     # ---- lookups (the scan path) ---------------------------------------------------
 
     def has_id(self, key: bytes) -> bool:
-        col = self._ids.get(len(key))
-        if col is None:
+        group = self._ids.get(len(key))
+        if group is None:
             return False
-        hi, rest, rw, index, n, at = col
-        value = int.from_bytes(key, "big") >> (8 * rw)  # the first 8 bytes (or fewer)
+        hi, second, sw, index, n, at, ebits, pfx, prefix, emask, lmask, shift = group
+        full = int.from_bytes(key, "big")
+        if prefix:
+            if full >> ebits != pfx:  # not the prefix every listed id of this width has
+                return False
+            full &= emask
+        value = full >> shift  # the first 8 bytes after the prefix (or fewer)
         if index is None:
             lo, top = 0, n
         else:
@@ -318,16 +404,38 @@ class RevTable:
         i = bisect_left(hi, value, lo, top)
         if i == top or hi[i] != value:
             return False
-        if not rw:
+        if not sw:
             return True
-        tail, fd = key[8:], self._fd
-        got = bytes(rest[i * rw : i * rw + rw]) if fd is None else _pread(fd, rw, at + i * rw)
-        if got == tail:
+        if sw > 8:
+            return self._wide_id(group, i, top, key)
+        fd = self._fd
+        # Read, not mapped: a mapped page (a whole folio on newer kernels) would stay
+        # resident after each hit; the hi column alone is what misses touch.
+        if fd is None:
+            found = second[i] == full & lmask
+        elif sw == 8 and _LITTLE:  # the u64's bytes are the id's last 8, reversed
+            found = _pread(fd, 8, at + 8 * i) == key[:-9:-1]
+        else:
+            found = int.from_bytes(_pread(fd, 8, at + 8 * i), _ORDER) == full & lmask
+        if found:
             return True
-        if i + 1 == top or hi[i + 1] != value:  # the usual case: one id with this prefix
+        if i + 1 == top or hi[i + 1] != value:  # the usual case: one id with this hi
             return False
-        k = self._first_rest(col, i, bisect_right(hi, value, i, top), tail)
-        return k < top and hi[k] == value and self._rest(rest, rw, at, k) == tail
+        low = full & lmask
+        end = bisect_right(hi, value, i, top)
+        k = bisect_left(second, low, i, end)
+        return k < end and bool(second[k] == low)
+
+    def _wide_id(self, group: _Group, i: int, top: int, key: bytes) -> bool:
+        """More than 16 bytes after the prefix (rare): the rest compared as bytes."""
+        hi, rest, sw, _, _, at, *_ = group
+        value, tail = hi[i], key[-sw:]
+        if self._rest(rest, sw, at, i) == tail:
+            return True
+        if i + 1 == top or hi[i + 1] != value:
+            return False
+        k = self._first_rest(group, i, bisect_right(hi, value, i, top), tail)
+        return k < top and hi[k] == value and self._rest(rest, sw, at, k) == tail
 
     def _rest(self, rest: Any, rw: int, at: int, i: int) -> bytes:
         """The bytes after the first 8 of id ``i``: read, not mapped, so no page of the
@@ -335,10 +443,10 @@ class RevTable:
         fd = self._fd
         return bytes(rest[i * rw : i * rw + rw]) if fd is None else os.pread(fd, rw, at + i * rw)
 
-    def _first_rest(self, col: Any, lo: int, top: int, tail: bytes) -> int:
-        """In a run of ids sharing their first 8 bytes (counters, time-prefixed ids), the
-        first whose rest is not below ``tail``: a binary search, log2(run) reads."""
-        _, rest, rw, _, _, at = col
+    def _first_rest(self, group: _Group, lo: int, top: int, tail: bytes) -> int:
+        """In a run of long ids with the same ``hi``, the first whose rest is not below
+        ``tail``: a binary search, log2(run) reads."""
+        _, rest, rw, _, _, at, *_ = group
         while lo < top:
             mid = (lo + top) // 2
             if self._rest(rest, rw, at, mid) < tail:
@@ -367,16 +475,25 @@ class RevTable:
 
     def locate(self, key: bytes) -> tuple[int, bool]:
         """(index of the first id not below ``key`` in its width, whether it is ``key``)."""
-        col = self._ids.get(len(key))
-        if col is None:
+        group = self._ids.get(len(key))
+        if group is None:
             return 0, False
-        hi, rest, rw, _, n, at = col
-        value = int.from_bytes(key, "big") >> (8 * rw)
+        hi, second, sw, _, n, at, ebits, pfx, *_ = group
+        full = int.from_bytes(key, "big")
+        if full >> ebits != pfx:
+            return (0 if full >> ebits < pfx else n), False
+        full &= (1 << ebits) - 1
+        value = full >> (8 * sw)
         i = bisect_left(hi, value)
-        if not rw or i == n or hi[i] != value:
-            return i, i < n and hi[i] == value
-        i = self._first_rest(col, i, bisect_right(hi, value, i), key[8:])
-        return i, i < n and hi[i] == value and self._rest(rest, rw, at, i) == key[8:]
+        if not sw or i == n or hi[i] != value:
+            return i, not sw and i < n and hi[i] == value
+        end = bisect_right(hi, value, i)
+        if sw <= 8:
+            low = full & ((1 << (8 * sw)) - 1)
+            i = bisect_left(second, low, i, end)
+            return i, i < end and second[i] == low
+        i = self._first_rest(group, i, end, key[-sw:])
+        return i, i < end and self._rest(second, sw, at, i) == key[-sw:]
 
     # ---- whole columns (compaction) ------------------------------------------------
 
@@ -385,12 +502,12 @@ class RevTable:
 
     def columns(self, width: int) -> IdColumns:
         """A copy of one width's columns, to write into a new table."""
-        hi, rest, _, _, n, _ = self._ids[width]
-        return bytes(hi), bytes(rest), n
+        group = self._ids[width]
+        return bytes(group.hi), bytes(group.second), group.n, group.prefix
 
     def records(self, width: int) -> bytearray:
-        hi, rest, _, _, n, _ = self._ids[width]
-        return records_of(width, hi, rest, n)
+        group = self._ids[width]
+        return records_of(width, group.hi, group.second, group.n, group.prefix)
 
     def subs(self) -> dict[str, int | None]:
         out: dict[str, int | None] = {}
