@@ -19,7 +19,7 @@ from agent.protocol.revocation import (
 )
 from agent.protocol.revstream import compact_from_list, parse_compact_list
 from agent.protocol.signed_doc import sign_document
-from agent.store import RevocationStore, revfile, revtable
+from agent.store import RevocationStore, revbuild, revfile, revtable
 from tests.credkit import NOW, Kit
 
 T = int(NOW)
@@ -132,7 +132,8 @@ def test_counter_ids_with_one_long_shared_prefix_are_found_by_bisection(
 
 def test_a_courier_hash_collision_neither_grants_nor_denies(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(revtable, "sub_hash", lambda name: 42)  # every courier collides
+    for module in (revbuild, revtable):  # the writer's and the reader's: all collide
+        monkeypatch.setattr(module, "sub_hash", lambda name: 42)
     subs = {f"rider-{n}": (None if n % 2 else T + n) for n in range(0, 40, 3)}
     entries = tuple(RevocationEntry("sub", s, b) for s, b in subs.items())
     with RevocationStore(tmp_path, clock=FixedClock(NOW)) as store:

@@ -50,6 +50,7 @@ from agent.store.revjournal import (
     sub_present,
 )
 from agent.store.revmeta import HISTORY_KEPT, ListMeta, RevocationStatus
+from agent.store.revrules import check_delta, check_full
 from agent.store.revsnap import JOURNAL, PREVIOUS, SNAPSHOT, ListFiles
 from agent.store.revtable import ABSENT, IdColumns, RevTable, id_columns
 
@@ -174,10 +175,10 @@ class RevocationStore:
             raise RevocationListError(f"unknown revocation list kind {lst.kind!r}: refused")
         compact = lst if isinstance(lst, CompactList) else compact_from_list(lst)
         if compact.kind == "full":
-            self._check_full(compact)
+            check_full(self.version, compact)
             self._apply_full(compact)
         else:
-            self._check_delta(compact)
+            check_delta(self.version, compact)
             self._apply_delta(compact)
         log.info(
             "installed revocation list version %s (%s), %s entries", lst.version, lst.kind,
@@ -195,34 +196,6 @@ class RevocationStore:
         if lst.kind == "full" and self.state == "ok":  # a fresh full list clears the report
             self._hw.clear("revocations")
             self._problems.clear()
-
-    def _check_full(self, lst: CompactList) -> None:
-        if self.version is not None and lst.version <= self.version:
-            raise RevocationListError(
-                f"list version {lst.version} is older than or equal to the installed "
-                f"version {self.version}: refused (nothing changed)"
-            )
-        if lst.remove.count:
-            raise RevocationListError("a full list must not remove entries: refused")
-
-    def _check_delta(self, lst: CompactList) -> None:
-        if self.version is None:
-            raise RevocationListError(
-                f"no list installed, delta needs base {lst.base}: "
-                "wait for or request a full list",
-                gap=True,
-            )
-        if lst.version <= self.version:
-            raise RevocationListError(
-                f"delta to version {lst.version} is older than or equal to the installed "
-                f"version {self.version}: refused (nothing changed)"
-            )
-        if lst.base != self.version:
-            raise RevocationListError(
-                f"installed version {self.version}, delta needs base {lst.base}: "
-                "wait for or request a full list",
-                gap=True,
-            )
 
     def _apply_full(self, lst: CompactList) -> None:
         ids = {w: id_columns(w, buf) for w, buf in lst.add.ctis.items() if buf}
