@@ -72,6 +72,7 @@ class _Group(NamedTuple):
     emask: int  # (1 << ebits) - 1
     lmask: int  # (1 << 8 * sw) - 1
     shift: int  # 8 * sw
+    ishift: int  # hi >> ishift: the bucket
 
 
 class RevTable:
@@ -160,11 +161,12 @@ class RevTable:
                     raise ValueError(f"column {name} has the wrong length")
             else:
                 second = b""
-            index = _bucket_index(hi) if e >= 8 and count >= _INDEX_FROM else None
+            ishift = 8 * min(e, 8) - 16  # the top 16 bits of a hi value pick its bucket
+            index = _bucket_index(hi, ishift) if ishift >= 0 and count >= _INDEX_FROM else None
             sw = max(0, e - 8)
             self._ids[width] = _Group(hi, second, sw, index, count, starts.get(name, 0),
                                       8 * e, int.from_bytes(prefix, "big"), prefix,
-                                      (1 << 8 * e) - 1, (1 << 8 * sw) - 1, 8 * sw)
+                                      (1 << 8 * e) - 1, (1 << 8 * sw) - 1, 8 * sw, ishift)
             self.count += count
         n = header["subs"]
         self._sh, self._sb = self._u64(cols["sh"], n), self._u64(cols["sb"], n)
@@ -199,7 +201,7 @@ class RevTable:
         group = self._ids.get(len(key))
         if group is None:
             return False
-        hi, second, sw, index, n, at, ebits, pfx, prefix, emask, lmask, shift = group
+        hi, second, sw, index, n, at, ebits, pfx, prefix, emask, lmask, shift, ishift = group
         full = int.from_bytes(key, "big")
         if prefix:
             if full >> ebits != pfx:  # not the prefix every listed id of this width has
@@ -209,7 +211,7 @@ class RevTable:
         if index is None:
             lo, top = 0, n
         else:
-            bucket = value >> 48
+            bucket = value >> ishift
             lo, top = index[bucket], index[bucket + 1]
         i = bisect_left(hi, value, lo, top)
         if i == top or hi[i] != value:
@@ -356,11 +358,11 @@ def _sub_filter(sh: Any, n: int) -> tuple[int, bytearray]:
     return mask, seen
 
 
-def _bucket_index(hi: Any) -> array[int]:
+def _bucket_index(hi: Any, shift: int) -> array[int]:
     """Where each 16-bit prefix of the ids starts: a lookup bisects ~n/65536 ids."""
     index, at = array("I"), 0
     for b in range(1 << 16):
-        at = bisect_left(hi, b << 48, at)
+        at = bisect_left(hi, b << shift, at)
         index.append(at)
     index.append(len(hi))
     return index
