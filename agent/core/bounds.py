@@ -28,6 +28,10 @@ LIST_FUTURE_S = DAY_S
 MIB = 1024 * 1024
 # A signed full list read from a file (``gate-agent revocations apply FILE``).
 MAX_LIST_BYTES = 32 * MIB
+# What ``gate-agent revocations apply FILE`` reads with the compact reader
+# (agent.protocol.revstream: ~16 bytes of memory an id, not ~300): 10M ids fit 512 MB.
+MAX_FILE_LIST_BYTES = 224 * MIB
+MAX_FILE_LIST_ENTRIES = 12_000_000
 # A full list over MQTT. paho holds three copies of a packet while it decodes one, ~3.8
 # once a few arrived in a row (glibc keeps freed chunks), so this cap, not the gate, is
 # what keeps a forged list within +32 MB of the idle daemon (measured +24 MB; see

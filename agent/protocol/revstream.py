@@ -20,6 +20,8 @@ from typing import Literal
 from agent.core.bounds import (
     LIST_FUTURE_S,
     MAX_DELTA_ENTRIES,
+    MAX_FILE_LIST_BYTES,
+    MAX_FILE_LIST_ENTRIES,
     MAX_LIST_ENTRIES,
     MAX_TIME,
     MAX_VERSION,
@@ -33,11 +35,10 @@ from agent.protocol.keys import KeyRing, verify_signature_parts
 from agent.protocol.revocation import DOC_TYPE, MAX_LIST_BYTES, RevocationList
 
 _ABSENT = object()
-# ``gate-agent revocations apply FILE`` only: a full list of up to 12 million ids. The
-# signed bytes (17 bytes an id), one copy for the signature check and the ids (16 bytes
-# an id) peak near 3x the file: ~420 MB at 10M, inside a Pi Zero 2 W's 512 MB.
-FILE_MAX_BYTES = 224 * 1024 * 1024
-FILE_MAX_ENTRIES = 12_000_000
+# ``gate-agent revocations apply FILE`` only: the signed bytes (17 bytes an id), one
+# copy for the signature check and the ids (16 bytes an id) peak near 3x the file.
+FILE_MAX_BYTES = MAX_FILE_LIST_BYTES
+FILE_MAX_ENTRIES = MAX_FILE_LIST_ENTRIES
 _RUN_MAX = 1 << 16  # ids unframed per extended-slice step
 
 
