@@ -137,6 +137,21 @@ def test_revocations_apply_of_a_real_list_signed_by_the_wrong_role_is_a_refusal(
     _one_line_error(done, 1, "refused (unknown_key)")
 
 
+def test_revocations_apply_refuses_a_file_over_the_cap_without_reading_it_whole(
+        site: Path) -> None:
+    from agent.protocol.revstream import FILE_MAX_BYTES
+    big = site / "huge.cbor"
+    with big.open("wb") as stream:  # sparse: a signed list's first byte, then a hole
+        stream.write(b"\x84")
+        stream.truncate(FILE_MAX_BYTES + 10)
+    done = _run("gate-agent", "revocations", "apply", "huge.cbor", "--config", "config.toml",
+                cwd=site)
+    _one_line_error(done, 1, "huge.cbor is over the", "limit of a revocation list file")
+    status = _run("gate-agent", "revocations", "status", "--config", "config.toml", "--json",
+                  cwd=site)
+    assert json.loads(status.stdout)["version"] is None  # nothing installed
+
+
 @pytest.mark.parametrize("target", ["s1/#", "s1/g1/x", "+", "/g1", "s1/"])
 def test_watch_refuses_a_target_that_is_not_a_site_or_gate(site: Path, target: str) -> None:
     # Checked before connecting: a wildcard would watch something else, or crash paho.

@@ -18,7 +18,7 @@ from typing import Any, TypeAlias
 from agent.cli.common import EXIT_OK, add_config_option, config_from_args
 from agent.core.clock import SystemClock
 from agent.core.config import Config
-from agent.core.errors import ConfigError, KeyFileError, UsageError
+from agent.core.errors import ConfigError, KeyFileError, RevocationListError, UsageError
 from agent.core.output import emit_json
 from agent.core.timefmt import format_instant, parse_instant
 from agent.gate.gatekeeper import list_status
@@ -87,9 +87,14 @@ def _register_outbox(subparsers: Subparsers) -> None:
 def _apply(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     try:
-        data = Path(args.file).read_bytes()
+        with Path(args.file).open("rb") as stream:  # a bigger file is refused unread
+            data = stream.read(FILE_MAX_BYTES + 1)
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    if len(data) > FILE_MAX_BYTES:
+        raise RevocationListError(
+            f"{args.file} is over the {FILE_MAX_BYTES:,}-byte limit of a revocation list "
+            "file: nothing installed; ask the centre for a compacted full list")
     _check_looks_like_a_list(data, args.file)
     try:
         keyring = load_keyring(config.trust.keys_dir, config.trust.ops_keys_dir)
