@@ -25,7 +25,7 @@ from agent.gate.controller import Controller
 from agent.gate.parts import Observer, Parts
 from agent.gate.timekeeper import Timekeeper, clock_settings, system_clock_synchronised
 from agent.protocol.keys import KeyRing, load_keyring
-from agent.runtime.memory import pin_mmap_threshold
+from agent.runtime.memory import freeze_startup_heap, pin_mmap_threshold
 from agent.runtime.sdnotify import Notifier
 from agent.store import EntryLog, Meta, RevocationStore
 from agent.store.highwater import HighWater
@@ -257,6 +257,7 @@ class Daemon:
         if self.web is not None:
             self.web.start()
             self._observe({"type": "web", "url": self.web.url, "port": self.web.port})
+        freeze_startup_heap()  # no full GC pass over the start-up heap on a scan's path
         self.notifier.ready(self.status_line())
         log.info("gate %s/%s ready: %s", cfg.gate.site, cfg.gate.id, self.status_line())
 

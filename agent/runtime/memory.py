@@ -1,4 +1,5 @@
-"""Give freed big buffers back to the OS at once (glibc only; a no-op elsewhere).
+"""Memory settings of the daemon process: freed big buffers go back to the OS at once
+(glibc only; a no-op elsewhere), and the start-up heap is kept out of the cyclic GC.
 
 glibc serves allocations above its mmap threshold with their own mappings, returned to
 the OS when freed, but after the first such free it raises the threshold up to 32 MiB, so
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 
 log = logging.getLogger(__name__)
@@ -31,3 +33,16 @@ def pin_mmap_threshold(threshold: int = THRESHOLD_BYTES) -> bool:
     except (OSError, ctypes.ArgumentError):  # pragma: no cover - exotic libc
         log.debug("mallopt(M_MMAP_THRESHOLD) failed")
         return False
+
+
+def freeze_startup_heap() -> None:
+    """Move every object alive after start-up out of the cyclic GC's generations.
+
+    The daemon holds ~50,000 tracked objects after its imports (OpenCV, numpy, paho,
+    the config, the keyring); a full collection walks all of them with the GIL held, and
+    one landed every ~100 scans: 10-50 ms on the scan path (109 ms on a busy machine),
+    the largest single part of scan-to-unlock p99. Frozen objects are never freed, so
+    this runs once the daemon is built, after a collection of start-up garbage.
+    """
+    gc.collect()
+    gc.freeze()
