@@ -1,16 +1,24 @@
-"""The two threads around a frame source: capture keeps the newest frame, decode reads it.
+"""The threads around a frame source: capture keeps the newest frame, decode reads it.
 
 A camera and a simulated source (video file, image folder) differ only in where frames
-come from (a :class:`FrameReader`); :class:`FrameLoop` runs the same two threads for both:
+come from (a :class:`FrameReader`); :class:`FrameLoop` runs the same threads for both:
 a capture thread that keeps only the newest frame (a slow decode never builds a backlog
-of stale frames) and a decode thread that runs :class:`hw.frames.FramePipeline` on it.
+of stale frames), a decode thread that runs the first pass of
+:class:`hw.frames.FramePipeline` on it, and a fallback thread, at a lower CPU priority,
+for the costly fallback passes on a frame the first pass read nothing in (the newest such
+frame only). A code held up to the camera while a fallback runs is read at once: measured
+in bench_daemon, a fallback chain (~50 ms, 100-300 ms on a busy machine) in the decode
+thread made the next code frame wait for it, the largest part of scan-to-unlock p99 after
+the garbage collector's.
 A failing camera is reopened with backoff; a file ends. :class:`LoopSource` is the code
 source the daemon holds over it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Protocol
@@ -26,6 +34,8 @@ if TYPE_CHECKING:
     from hw.preview import FrameTap
 
 log = logging.getLogger(__name__)
+
+FALLBACK_NICE = 10  # the fallback thread's niceness (CFS weight ~1/9 of the others')
 
 
 class FrameReader(Protocol):
@@ -104,6 +114,7 @@ class FrameLoop:
         self._backoff = backoff_s
         self._stop = threading.Event()
         self._slot = LatestFrame()
+        self._hard = LatestFrame()  # gray frames waiting for the fallback passes
         self._threads: list[threading.Thread] = []
         self._on_scan: OnScan | None = None
         self.finished = threading.Event()
@@ -122,6 +133,8 @@ class FrameLoop:
         self._threads = [
             threading.Thread(target=self._capture, name=f"{self._name}-capture", daemon=True),
             threading.Thread(target=self._decode, name=f"{self._name}-decode", daemon=True),
+            threading.Thread(target=self._fallback, name=f"{self._name}-fallback",
+                             daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -129,6 +142,7 @@ class FrameLoop:
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         self._slot.close()
+        self._hard.close()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -138,9 +152,9 @@ class FrameLoop:
             self.state = "stopped"
 
     def _reported_state(self) -> str:
-        """``failed`` when the decode thread died while we still claim to run: a blind
+        """``failed`` when a decode thread died while we still claim to run: a blind
         scanner must not look healthy (the daemon's supervisor restarts ``failed``)."""
-        decode_dead = len(self._threads) == 2 and not self._threads[1].is_alive()
+        decode_dead = len(self._threads) == 3 and not all(t.is_alive() for t in self._threads[1:])
         if self.state in ("running", "reopening", "starting") and decode_dead:
             return "failed"
         return self.state
@@ -221,30 +235,58 @@ class FrameLoop:
             log.warning("%s: closing the reader failed: %s", self._name, exc)
 
     def _decode(self) -> None:
-        assert self._on_scan is not None
-        while True:
-            item = self._slot.take(timeout=0.5)
-            if item is None:
-                if self._slot.closed or self._stop.is_set():
-                    break
-                continue
-            frame, mono = item
-            texts = self._pipeline.process(frame, mono)
-            if texts:
-                # One frame, one scan: the first code in decoder order; the rest ride along
-                # to be recorded as ignored (agent.core.events.Scan).
-                scan = Scan(text=texts[0], method=self._method, at=time.time(), mono=mono,
-                            others=tuple(texts[1:]))
-                try:
-                    self._on_scan(scan)
-                except Exception:
-                    log.exception("%s: the scan callback failed", self._name)
-            tap = self.tap  # after the scan went out: the preview never delays one
-            if tap is not None:
-                tap.offer(frame, mono, self._pipeline.last_result, self._pipeline.gate_state)
+        try:
+            while True:
+                item = self._slot.take(timeout=0.5)
+                if item is None:
+                    if self._slot.closed or self._stop.is_set():
+                        break
+                    continue
+                frame, mono = item
+                texts, hard = self._pipeline.primary(frame, mono)
+                self._report(texts, mono)
+                if hard is not None:
+                    self._hard.put(hard, mono)
+                tap = self.tap  # after the scan went out: the preview never delays one
+                if tap is not None:
+                    tap.offer(frame, mono, self._pipeline.last_result,
+                              self._pipeline.gate_state)
+        finally:
+            self._hard.close()
+        # Finished once the fallback passes on the last hard frame are done too.
+        fallback = self._threads[2]
+        while fallback.is_alive() and not self._stop.is_set():
+            fallback.join(0.5)
         if self.state != "reopening":
             self.state = "finished" if not self._stop.is_set() else "stopped"
         self.finished.set()
+
+    def _fallback(self) -> None:
+        """The fallback passes, newest hard frame first, yielding the CPU to the capture,
+        the first pass and the controller (nice +10; never raised back, so no privilege)."""
+        with contextlib.suppress(OSError, AttributeError):  # not Linux: same priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), FALLBACK_NICE)
+        while True:
+            item = self._hard.take(timeout=0.5)
+            if item is None:
+                if self._hard.closed or self._stop.is_set():
+                    return
+                continue
+            gray, mono = item
+            self._report(self._pipeline.fallback(gray, mono), mono)
+
+    def _report(self, texts: list[str], mono: float) -> None:
+        if not texts:
+            return
+        assert self._on_scan is not None
+        # One frame, one scan: the first code in decoder order; the rest ride along
+        # to be recorded as ignored (agent.core.events.Scan).
+        scan = Scan(text=texts[0], method=self._method, at=time.time(), mono=mono,
+                    others=tuple(texts[1:]))
+        try:
+            self._on_scan(scan)
+        except Exception:
+            log.exception("%s: the scan callback failed", self._name)
 
 
 class LoopSource:

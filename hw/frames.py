@@ -7,6 +7,7 @@ it (capture, decode) are :mod:`hw.frameloop`, the same for a camera and a simula
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -149,6 +150,7 @@ class FramePipeline:
         self._fallback_interval = fallback_interval_s
         self._last_full: float | None = None
         self._dedupe = Deduper(dedupe_s)
+        self._lock = threading.Lock()
         self.stats = PipelineStats()
         # The decoder's last answer (it still holds while the change gate skips frames).
         self.last_result: DecodeResult | None = None
@@ -165,30 +167,59 @@ class FramePipeline:
 
     def process(self, frame: np.ndarray, now: float) -> list[str]:
         """Return the texts in this frame not already reported within the dedupe window."""
+        fresh, hard = self.primary(frame, now)
+        return self.fallback(hard, now) if hard is not None else fresh
+
+    def primary(self, frame: np.ndarray, now: float) -> tuple[list[str], np.ndarray | None]:
+        """The first pass only: (new texts, None), or ([], the gray frame) when the change
+        gate granted this frame the fallback passes and the first pass read nothing;
+        :meth:`fallback` runs them (hw.frameloop does, on a thread of its own)."""
         self.stats.frames += 1
         try:
             verdict = self._verdict(frame, now)
             if verdict == "skip":
                 self.stats.skipped += 1
-                return []
-            result = self._decoder.decode(self.gray(frame), fallback=verdict == "full")
+                return [], None
+            gray = self.gray(frame)
+            result = self._decoder.decode(gray, fallback=False)
         except Exception:  # an odd frame or a decoder bug must not kill the scanner thread
+            self._failed()
+            return [], None
+        if not result.texts and verdict == "full":
+            return [], gray
+        return self._accept(result, now), None
+
+    def fallback(self, gray: np.ndarray, now: float) -> list[str]:
+        """Every pass of the decoder on a frame the first pass read nothing in (the first
+        pass again too: any decoder's ``fallback=True`` is then exactly what it reads)."""
+        try:
+            result = self._decoder.decode(gray, fallback=True)
+        except Exception:
+            self._failed()
+            return []
+        return self._accept(result, now)
+
+    def _failed(self) -> None:
+        with self._lock:
             self.last_result = None
             self.stats.errors += 1
-            log.exception("decoding a frame failed (decoder %s); frame skipped",
-                          self._decoder.name)
-            return []
-        self.stats.decoded += 1
-        self.stats.last_decode_ms = result.ms
-        self.last_result = result
-        fresh = []
-        for text in result.texts:
-            if self._dedupe.accept(text, now):
-                fresh.append(text)
-            else:
-                self.stats.duplicates += 1
-        self.stats.codes += len(fresh)
-        return fresh
+        log.exception("decoding a frame failed (decoder %s); frame skipped", self._decoder.name)
+
+    def _accept(self, result: DecodeResult, now: float) -> list[str]:
+        """Count the decode and keep the texts not seen within the dedupe window (two
+        threads decode: the first pass and the fallbacks)."""
+        with self._lock:
+            self.stats.decoded += 1
+            self.stats.last_decode_ms = result.ms
+            self.last_result = result
+            fresh = []
+            for text in result.texts:
+                if self._dedupe.accept(text, now):
+                    fresh.append(text)
+                else:
+                    self.stats.duplicates += 1
+            self.stats.codes += len(fresh)
+            return fresh
 
     def _verdict(self, frame: np.ndarray, now: float) -> Verdict:
         if self._gate is not None:

@@ -342,3 +342,47 @@ def test_a_dead_decode_thread_reports_failed_not_running(tmp_path: Path) -> None
     finally:
         threading.excepthook = saved
         source.stop()
+
+
+HARD_TEXT = render.credential_like_text()
+
+
+def _hard_frame(scene: np.ndarray) -> np.ndarray:
+    """A credential-sized code only the fallback passes read (2.5 px per module, blurred)."""
+    from hw.decoders import ZxingDecoder
+
+    code = render.blur(render.qr_image(HARD_TEXT, module_px=3), 1.4)
+    frame = render.place(scene, cv2.resize(code, None, fx=0.85, fy=0.85))
+    if ZxingDecoder().decode(frame).texts:
+        pytest.fail("the frame no longer needs the fallback passes: make it harder")
+    return frame
+
+
+def test_a_code_only_the_fallbacks_read_is_scanned_before_the_stream_finishes(
+        tmp_path: Path) -> None:
+    """The fallback passes run on their own thread; the source is finished only once
+    they are done with the last frame (the demo and the benchmark stop on finished)."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), _hard_frame(render.scene(1280, 720)))
+    source = SimulatedSource(folder, 10, 3.0, make_decoder("auto"))
+    scans = collect(source)
+    assert [s.text for s in scans] == [HARD_TEXT]
+    assert source.status()["state"] == "finished"
+
+
+def test_codes_read_by_the_first_pass_and_by_the_fallbacks_keep_their_frames_times(
+        tmp_path: Path) -> None:
+    """A frame the first pass read nothing in goes to the fallback thread while the next
+    frames, an easy code, are read by the first pass: both codes are scanned, each with
+    its own frame's capture time (scan-to-unlock is measured from it)."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    scene = render.scene(1280, 720)
+    cv2.imwrite(str(folder / "0.png"), _hard_frame(scene))
+    for i in range(1, 4):
+        cv2.imwrite(str(folder / f"{i}.png"), render.place(scene, CODE_A))
+    source = SimulatedSource(folder, 100, 3.0, make_decoder("auto"))
+    scans = {s.text: s for s in collect(source)}
+    assert sorted(scans) == sorted(["QM1:COURIER-A", HARD_TEXT])
+    assert scans[HARD_TEXT].mono < scans["QM1:COURIER-A"].mono
