@@ -185,3 +185,25 @@ def test_appends_stay_fully_synchronous_after_an_acknowledgement(tmp_path: Path)
         assert log.backlog == 1
     finally:
         log.close()
+
+
+def test_appends_leave_the_wal_checkpoint_to_the_checkpointer(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    """No append copies the WAL into the database (SQLite's default did it inside every
+    ~150th commit, before the door opened); ``checkpoint`` does, from its own connection
+    while the log stays open, and every row is still there after."""
+    wal = tmp_path / "outbox.db-wal"
+    sizes = []
+    with EntryLog(tmp_path, clock=clock) as log:
+        for n in range(500):  # ~4 pages a row: twice SQLite's default of 1,000 pages
+            log.append(scan(n))
+            sizes.append(wal.stat().st_size)
+        # The WAL only grew, to twice the size at which SQLite's default checkpoint in
+        # the committing append would have started it over (it then stays at ~4 MB).
+        assert sizes[-1] > 2 * 1000 * 4096
+        assert log.checkpoint() == 0  # all of it copied (no reader holds frames)
+        log.append(scan(500))
+        assert [e.seq for e in log.pending(limit=1000)] == list(range(1, 502))
+    with EntryLog(tmp_path, clock=clock) as again:
+        assert again.backlog == 501

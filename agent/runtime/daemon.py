@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 PinKind = Literal["env", "mock", "native"]
 STATUS_EVERY_S = 5.0
 PRUNE_EVERY_S = 3600.0
+CHECKPOINT_EVERY_S = 5.0  # the entry log's WAL, copied back off the scan path
 SUPERVISE_EVERY_S = 2.0
 
 
@@ -265,7 +266,7 @@ class Daemon:
         """Supervise until ``stop`` is set (or the duration / the source ends); exit code."""
         assert self.controller is not None and self.entry_log is not None
         started = time.monotonic()
-        last_status = last_prune = last_check = started
+        last_status = last_prune = last_check = last_checkpoint = started
         while not stop.wait(0.2):
             now = time.monotonic()
             if not self.controller.alive:
@@ -281,6 +282,9 @@ class Daemon:
             if now - last_status >= STATUS_EVERY_S:
                 last_status = now
                 self.notifier.status(self.status_line())
+            if now - last_checkpoint >= CHECKPOINT_EVERY_S:
+                last_checkpoint = now
+                self._checkpoint()
             if now - last_prune >= PRUNE_EVERY_S:
                 last_prune = now
                 self._prune()
@@ -314,6 +318,13 @@ class Daemon:
                 sync.start()
             except Exception:
                 log.exception("restarting the sync worker failed; retrying later")
+
+    def _checkpoint(self) -> None:
+        assert self.entry_log is not None
+        try:
+            self.entry_log.checkpoint()
+        except Exception as exc:  # busy or locked: the next run (or SQLite's backstop) does it
+            log.warning("checkpointing the entry log failed (%s); retrying later", exc)
 
     def _prune(self) -> None:
         assert self.entry_log is not None

@@ -46,7 +46,7 @@ from agent.core.clock import Clock, SystemClock
 from agent.core.errors import StateError
 from agent.core.timefmt import format_instant
 from agent.store.entries import Entry, OutboxStatus, StoredEvent, entry_from_row
-from agent.store.entrydb import connect_read_only, open_or_recover
+from agent.store.entrydb import Checkpointer, connect_read_only, open_or_recover
 from agent.store.files import ensure_dir
 from agent.store.highwater import HighWater, MarkCopy
 from agent.store.logintegrity import CLEAN_KEY, REMEMBER, LogIntegrity
@@ -87,6 +87,7 @@ class EntryLog(LogIntegrity):
         self._maintained: float | None = None
         self._wal_at_open: bool | None = None  # a WAL left by the last run (crash) or not
         self.replay_lost_until = 0.0  # live codes with replay_until <= this are refused
+        self._checkpointer = Checkpointer(self.path)
         if read_only:
             if not self.path.is_file():
                 raise StateError(
@@ -352,7 +353,15 @@ class EntryLog(LogIntegrity):
                     self._meta.set(CLEAN_KEY, last)
                 except Exception:
                     log.exception("could not record the entry log's clean close")
+            self._checkpointer.close()
             self._conn.close()
+
+    def checkpoint(self) -> int:
+        """Copy the WAL into the database off the append path (the daemon's supervisor
+        calls it; see ``entrydb.Checkpointer``); the frames left for the next run."""
+        if self._read_only:
+            return 0
+        return self._checkpointer.run()
 
     def __enter__(self) -> EntryLog:
         return self
