@@ -154,3 +154,30 @@ def test_the_cheap_explicit_check_alone_refuses_them(case: dict[str, str]) -> No
     assert not is_canonical_and_not_small_order(bytes(public))
     public[31] |= 0x80  # the x sign bit does not make a small-order point acceptable
     assert not is_canonical_and_not_small_order(bytes(public))
+
+
+def test_public_keys_are_read_exactly_and_other_algorithms_refused(tmp_path: Path) -> None:
+    """The gate reads SubjectPublicKeyInfo PEM itself (no cryptography import): the same
+    key however the PEM is wrapped, and a valid key of another algorithm is named so."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, x25519
+
+    _, public_path = write_keypair(tmp_path, "iss1")
+    want = load_public_key(public_path)
+    body = public_path.read_bytes()
+    unwrapped = tmp_path / "one-line.pub"  # CRLF, the base64 on one line, text around it
+    lines = body.decode().strip().splitlines()
+    unwrapped.write_bytes(
+        f"issuer key\r\n{lines[0]}\r\n{''.join(lines[1:-1])}\r\n{lines[-1]}\r\n".encode())
+    assert load_public_key(unwrapped) == want
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    for name, other in (("x25519", x25519.X25519PrivateKey.generate().public_key()),
+                        ("ec", ec.generate_private_key(ec.SECP256R1()).public_key())):
+        path = tmp_path / f"{name}.pub"
+        path.write_bytes(other.public_bytes(serialization.Encoding.PEM, spki))
+        with pytest.raises(KeyFileError, match="not an Ed25519 public key"):
+            load_public_key(path)
+    broken = tmp_path / "broken.pub"
+    broken.write_bytes(body.replace(b"MCow", b"MC*w"))
+    with pytest.raises(KeyFileError, match="not a PEM public key"):
+        load_public_key(broken)

@@ -12,7 +12,6 @@ from typing import Any
 
 from agent.cli.common import EXIT_NO, EXIT_OK, fail
 from agent.core.output import emit_json
-from agent.runtime.provision import apply_bundle
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -33,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _apply(args: argparse.Namespace) -> int:
+    # Here, not at the top: every gate-agent command imports this module to register it,
+    # and the bundle's certificate checks need cryptography (8 MB resident in `run`).
+    from agent.runtime.provision import apply_bundle
+
     done = apply_bundle(args.bundle, args.root, force=args.force)
     imported = None
     if not done.already and args.root.resolve() == Path("/") and \

@@ -1,13 +1,17 @@
 """Ed25519 keys: PEM files, the gate's keyring of trusted keys, and signature checks.
 
-Key files are PEM (PKCS#8 private, SubjectPublicKeyInfo public), read and written with
-``cryptography``'s serialization only. Every signature is made, and every message up
-to 64 KiB checked, by libsodium through PyNaCl: OpenSSL (behind ``cryptography``)
-accepts a signature on any message from a small-order public key, libsodium refuses it.
-On top of libsodium we refuse, explicitly, public keys that are non-canonical, of small
-order or outside the prime-order subgroup, and signatures whose S is not below the group
-order L. Bigger messages (big revocation lists) are checked by OpenSSL behind those same
-explicit checks, because it reads the message in place.
+Key files are PEM (PKCS#8 private, SubjectPublicKeyInfo public). A public key is read
+here: an Ed25519 SubjectPublicKeyInfo is always the same 12 DER bytes and the 32-byte key,
+and anything else is refused, so a gate does not load ``cryptography`` (8 MB resident)
+just to read its trusted keys. Private keys are read and written with ``cryptography``'s
+serialization, imported by the tools that do so. Every signature is made, and every
+message up to 64 KiB checked, by libsodium through PyNaCl: OpenSSL (behind
+``cryptography``) accepts a signature on any message from a small-order public key,
+libsodium refuses it. On top of libsodium we refuse, explicitly, public keys that are
+non-canonical, of small order or outside the prime-order subgroup, and signatures whose S
+is not below the group order L. Bigger messages (big revocation lists) are checked by
+OpenSSL behind those same explicit checks, because it reads the message in place
+(``cryptography`` is imported then, at the first such message).
 
 Trusted keys live in two folders with separate roles: ``[trust] keys_dir`` holds
 issuer keys (credentials), ``[trust] ops_keys_dir`` ops keys (revocation lists,
@@ -17,7 +21,9 @@ commands, time). ``<kid>.pub`` is the key; an optional ``<kid>.toml`` beside it 
 
 from __future__ import annotations
 
+import binascii
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,9 +33,6 @@ from typing import Literal
 import nacl.bindings
 import nacl.exceptions
 import nacl.signing
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from agent.core.errors import KeyFileError, ProtocolError, UsageError
 from agent.core.reasons import Reason
@@ -54,6 +57,9 @@ _SMALL_ORDER = frozenset(
         "ec" + "ff" * 30 + "7f",  # order 2
     )
 )
+# SEQUENCE { SEQUENCE { OID 1.3.101.112 (Ed25519) }, BIT STRING (33 bytes, 0 unused) }
+_ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
+_PEM_PUBLIC = re.compile(rb"-----BEGIN PUBLIC KEY-----([A-Za-z0-9+/=\s]*)-----END PUBLIC KEY-----")
 _KID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
@@ -98,6 +104,9 @@ def verify_signature(public: bytes, message: bytes, signature: bytes) -> bool:
     if int.from_bytes(signature[32:], "little") >= GROUP_ORDER:
         return False
     if len(message) > IN_PLACE_BYTES:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
         try:
             ed25519.Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
         except (InvalidSignature, ValueError):
@@ -258,15 +267,18 @@ def _load_validity(path: Path) -> tuple[float | None, float | None]:
 def load_public_key(path: Path) -> bytes:
     """Raw 32-byte Ed25519 public key from a SubjectPublicKeyInfo PEM; KeyFileError."""
     data = _read(path)
+    match = _PEM_PUBLIC.search(data)
     try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, UnsupportedAlgorithm):
+        if match is None:
+            raise binascii.Error("no PEM public key block")
+        der = binascii.a2b_base64(re.sub(rb"\s+", b"", match.group(1)), strict_mode=True)
+    except binascii.Error:  # no PEM block, or its body is not base64
         raise KeyFileError(
             f"{path}: not a PEM public key (expected SubjectPublicKeyInfo from gatectl keys new)"
         ) from None
-    if not isinstance(key, ed25519.Ed25519PublicKey):
+    if len(der) != len(_ED25519_SPKI) + 32 or not der.startswith(_ED25519_SPKI):
         raise KeyFileError(f"{path}: not an Ed25519 public key")
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    raw = der[len(_ED25519_SPKI):]
     if not is_acceptable_public_key(raw):
         raise KeyFileError(f"{path}: Ed25519 public key is of small order or non-canonical")
     return raw
@@ -274,6 +286,10 @@ def load_public_key(path: Path) -> bytes:
 
 def load_signing_key(path: Path) -> SigningKey:
     """Ed25519 private key from a PKCS#8 PEM (mode 0600 or stricter); KeyFileError."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     data = _read(path)
     if b"-----BEGIN PUBLIC KEY-----" in data:
         raise KeyFileError(
@@ -307,6 +323,9 @@ def public_of(key: SigningKey) -> bytes:
 
 def write_keypair(folder: Path, name: str, key: SigningKey | None = None) -> tuple[Path, Path]:
     """Write ``name.key`` (PKCS#8 PEM, 0600) and ``name.pub``; refuse to overwrite."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     key = key or nacl.signing.SigningKey.generate()
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{folder} is a file, not a folder: give a folder for --out")
