@@ -34,6 +34,7 @@ from agent.core.events import Inbound
 from agent.core.timefmt import format_instant
 from agent.sync.broker import BrokerSettings, settings_from_config
 from agent.sync.link import Link, LinkError, LinkSignal, Will, closed_before_connack, refused
+from agent.sync.pubacks import PubackBatcher
 from agent.sync.status import StatusSource, status_payload, will_payload
 from agent.sync.topics import GateTopics, client_id
 from agent.sync.uplink import Acknowledger, CentreAcknowledger, Outbox, UplinkDrain
@@ -119,6 +120,8 @@ class SyncService:
         if isinstance(self.drain.acknowledger, CentreAcknowledger):
             self._filters.append(self.topics.events_ack)
         self._items: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        # PUBACKs reach the worker in batches of a refill (agent/sync/pubacks.py).
+        self._pubacks = PubackBatcher(self.notify, self.drain.refill)
         self._held: deque[_Outgoing] = deque(maxlen=MAX_QUEUED_OUTGOING)
         self._connected = threading.Event()
         self._stopping = threading.Event()
@@ -199,7 +202,10 @@ class SyncService:
         self._items.put(_Outgoing(topic, payload))
 
     def _signal(self, item: LinkSignal) -> None:
-        self._items.put(item)  # paho thread: hand off only
+        if item.kind == "puback":  # paho thread: hand off only
+            self._pubacks.add(item)
+        else:
+            self._items.put(item)  # a "lost" comes after the PUBACKs held before it
 
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         # paho's thread: the size is checked first, before anything is queued or copied.
@@ -305,6 +311,7 @@ class SyncService:
         self._connected.set()
         log.info("MQTT connected to %s", self.settings.url)
         self.drain.restart()
+        self._pubacks.reset(self.drain.refill)
         self._publish_status(link, online=True)
         link.subscribe(self._filters)
         self._deliver(Inbound("connected", b"", False))
@@ -312,11 +319,12 @@ class SyncService:
             self._publish_outgoing(link, self._held.popleft())
         next_status = time.monotonic() + self._status_interval_s
         while not self._stopping.is_set():
-            self.drain.fill(link.publish)
+            self._pubacks.sent(self.drain.fill(link.publish))
             timeout = max(0.0, min(self._poll_s, next_status - time.monotonic()))
             mids: list[int] = []
             lost = False
-            items = self._take(timeout)
+            items: list[_Item] = self._take(timeout)
+            items += self._pubacks.take()
             for item in items:
                 if isinstance(item, _Outgoing):
                     self._publish_outgoing(link, item)
@@ -370,6 +378,9 @@ class SyncService:
 
     def _goodbye(self, link: Link) -> None:
         """Clean stop: a retained offline status (the will only fires on a lost link)."""
+        self._pubacks.every = 1  # from now on each PUBACK wakes this loop
+        for held in self._pubacks.take():
+            self._items.put(held)
         try:
             mid = self._publish_status(link, online=False, reason="stopped")
         except LinkError:
@@ -380,6 +391,8 @@ class SyncService:
                 item = self._items.get(timeout=remaining)
             except queue.Empty:
                 return
+            for held in self._pubacks.take():
+                self._items.put(held)
             if isinstance(item, LinkSignal) and item.generation == link.generation:
                 if item.kind == "lost" or (item.kind == "puback" and item.mid == mid):
                     return
