@@ -9,6 +9,10 @@ presentations with the default policy (the couriers' default) and static credent
 ``accept_static = true``. Presentations are only valid for 30 s, so each run plays a few
 clips of about 100 codes, each signed just before it is rendered and played.
 
+Per stage, the same grants (ScanHandler.stages): frame to controller (capture wait,
+decode, dedupe, queue), judge, commit of the row, relay pulse; printed with the mean of
+each over the slowest 1% of grants, so a miss says where its p99 went.
+
 Pure parts, same run: zxing-cpp decoding one 1280x720 presentation frame, ``decide()`` on a
 presentation (both signatures, in-memory caches), one SQLite WAL commit with
 synchronous=FULL, one write + fsync of a small file on this disk.
@@ -28,6 +32,7 @@ compared at its end, its start-up peak beside). Ends with the targets table, exi
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -66,9 +71,13 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def latency_run(kind: str, scans: int, fps: float, work: Path,
-                per_clip: int = 100) -> tuple[list[float], int]:
-    """Scan-to-unlock ms per grant for ``kind`` "dynamic" or "static", and codes read."""
+STAGES = ("frame to controller", "judge", "commit row", "pulse")
+
+
+def latency_run(kind: str, scans: int, fps: float, work: Path, per_clip: int = 100
+                ) -> tuple[list[float], int, list[tuple[float, ...]]]:
+    """Scan-to-unlock ms per grant for ``kind`` "dynamic" or "static", codes read, and each
+    grant's ms per stage (STAGES: capture + decode + queue, judge, commit, relay)."""
     kit = make_kit(work / "kit")
     dynamic = kind == "dynamic"
     policy: dict[str, object] = {"on_untrusted_clock": "allow"}
@@ -79,6 +88,7 @@ def latency_run(kind: str, scans: int, fps: float, work: Path,
     config = config_from_mapping(raw, base_dir=work)
     install_list(kit, work / "state")
     ms: list[float] = []
+    stages: list[tuple[float, ...]] = []
     scanned = 0
     for first in range(0, scans, per_clip):
         now = time.time()
@@ -98,11 +108,14 @@ def latency_run(kind: str, scans: int, fps: float, work: Path,
             daemon.serve(threading.Event())
             assert daemon.controller is not None
             pairs = list(daemon.controller.latencies)
+            stamps = list(daemon.controller.scans.stages)
             scanned += int(daemon.source.status()["codes"]) if daemon.source else 0
         finally:
             daemon.shutdown()
         ms += [(pulse - frame) * 1000 for frame, pulse in pairs]
-    return ms, scanned
+        stages += [tuple((b - a) * 1000 for a, b in itertools.pairwise(t))
+                   for t in stamps]
+    return ms, scanned, stages
 
 
 def install_list(kit: DemoKit, state: Path) -> None:
@@ -283,7 +296,7 @@ def main() -> int:
     parser.add_argument("--soak", type=float, default=60.0, help="seconds per RSS run")
     args = parser.parse_args()
     scans = args.scans or (100 if args.quick else 440)  # a few codes may be missed
-    latencies: dict[str, tuple[list[float], int]] = {}
+    latencies: dict[str, tuple[list[float], int, list[tuple[float, ...]]]] = {}
     parts: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
         # The pure parts in three slices, before, between and after the two daemon runs,
@@ -298,7 +311,7 @@ def main() -> int:
           "its pure parts (ms)")
     print("| what | n | median | p90 | p99 | max |")
     print("|---|---|---|---|---|---|")
-    for kind, (ms, _read) in latencies.items():
+    for kind, (ms, _read, _stages) in latencies.items():
         print(stats_line(f"{kind}, real daemon path", ms))
     for name, ms in parts.items():
         print(stats_line(f"{name} alone", ms))
@@ -331,8 +344,19 @@ def main() -> int:
         print(f"| gate-agent run, {label} | {first:.0f} | {top:.0f} | {end:.0f} | {decisions} |")
     print(f"| gate-agent demo ({wall:.0f} s) | - | {peak:.0f} | {last:.0f} | - |")
 
-    dyn, _ = latencies["dynamic"]
-    sta, _ = latencies["static"]
+    print()
+    print("## where scan-to-unlock goes, per stage of the same grants (ms): median, p99, and "
+          "the mean over the slowest 1% of grants")
+    print("| kind | " + " | ".join(STAGES) + " |")
+    print("|---|" + "---|" * len(STAGES))
+    for kind, (_ms, _read, stages) in latencies.items():
+        slowest = sorted(stages, key=sum)[-max(1, len(stages) // 100):]
+        cells = [f"{statistics.median(v):.2f} / {percentile(list(v), 0.99):.2f} / "
+                 f"{statistics.mean(t[i] for t in slowest):.1f}"
+                 for i, v in enumerate(zip(*stages, strict=True))]
+        print(f"| {kind} | " + " | ".join(cells) + " |")
+    dyn = latencies["dynamic"][0]
+    sta = latencies["static"][0]
     need = MIN_GRANTS if scans >= MIN_GRANTS else int(0.9 * scans)  # --quick: a smoke run
     rows = [*latency_rows("dynamic", dyn, need, floor99, floor_text, 6.0, 15.0),
             *latency_rows("static", sta, need, floor99, floor_text, 10.0, 30.0)]

@@ -48,13 +48,19 @@ class ScanHandler:
         self.last: deque[dict[str, Any]] = deque(maxlen=LAST_DECISIONS)
         # (Scan.mono, monotonic time Door.pulse() returned) per granted scan, for benchmarks.
         self.latencies: deque[tuple[float, float]] = deque(maxlen=LATENCY_SAMPLES)
+        # The same grants' stages, monotonic: (frame captured, handling began, judged,
+        # row committed, pulse returned); bench_daemon shows where the p99 goes.
+        self.stages: deque[tuple[float, float, float, float, float]] = deque(
+            maxlen=LATENCY_SAMPLES)
         # Set once the scan being handled has its row: a later failure must not add a
         # second scan row for it. The controller clears it before each event.
         self.entry: Any = None
 
     def handle(self, scan: Scan) -> None:
         now = self._clock.now()
-        verdict = self._gatekeeper.judge(scan.text, now, self._clock.monotonic())
+        began = self._clock.monotonic()
+        verdict = self._gatekeeper.judge(scan.text, now, began)
+        judged = self._clock.monotonic()
         replay = self._gatekeeper.replay_row(verdict)  # committed with the row: one fsync
         granted, reason = verdict.granted, verdict.reason
         pulse = granted and not self._actuator.holding
@@ -66,13 +72,16 @@ class ScanHandler:
         )
         entry = (self._recorder.record(row, notify=False, replay=replay) if verdict.record
                  else None)
+        recorded = self._clock.monotonic()
         self.entry = entry
         if verdict.record and entry is None:
             granted, pulse, reason = False, False, Reason.INTERNAL_ERROR
         self._shown_decision(granted, reason, verdict.sub, verdict.cti, now, scan.method, entry)
         if pulse:
             self._actuator.pulse(now)
-            self.latencies.append((scan.mono, self._clock.monotonic()))
+            pulsed = self._clock.monotonic()
+            self.latencies.append((scan.mono, pulsed))
+            self.stages.append((scan.mono, began, judged, recorded, pulsed))
         self._show(reason)
         for _ in scan.others:  # the frame's other codes: not verified, replay keys unused
             self._recorder.record(record.scan(
