@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_daemon import install_list
 from targets import Row, at_most, report
 
 from agent.core.config import config_from_mapping
@@ -86,6 +87,7 @@ def latency_run(work: Path, scans: int, fps: float, web: bool) -> list[float]:
                      door={"unlock_s": 0.05}, scanner={"dedupe_s": 0.5, "kind": "none"})
     raw["web"] = {"enabled": web, "bind": "127.0.0.1:0"}
     config = config_from_mapping(raw, base_dir=work)
+    install_list(kit, work / "state")  # without a list every scan is revocations_unknown
     token = write_token(config.web_token_path())
     daemon = Daemon(config, DaemonOptions(pins="mock", source=clip, source_fps=fps,
                                           mqtt=None, stop_when_source_ends=True))
