@@ -79,6 +79,12 @@ def test_the_streaming_reader_refuses_what_the_object_reader_refuses() -> None:
     with pytest.raises(RevocationListError, match="carries removals"):
         parse_compact_list(sign_document(DOC_TYPE, removals, kit.ops, kit.ops_kid),
                            kit.keyring, NOW)
+    before_1970 = {"k": "full", "v": 3, "b": None, "t": -1, "a": [], "r": []}
+    signed = sign_document(DOC_TYPE, before_1970, kit.ops, kit.ops_kid)
+    with pytest.raises(RevocationListError, match="unexpected CBOR item"):  # no negatives
+        parse_compact_list(signed, kit.keyring, NOW)
+    with pytest.raises(RevocationListError, match="issued_at is not a Unix time"):
+        parse_revocation_list(signed, kit.keyring, NOW)
 
 
 @pytest.mark.parametrize("canonical", [True, False])

@@ -140,10 +140,10 @@ def _entry_to_wire(entry: RevocationEntry) -> bytes | list[Any]:
     return [entry.value, entry.before]
 
 
-def _list_from_body(body: dict[str, Any]) -> RevocationList:
-    if set(body) != {"k", "v", "b", "t", "a", "r"}:
-        raise ValueError(f"body keys are {sorted(body)}, expected a b k r t v")
-    kind, version, base, issued_at = body["k"], body["v"], body["b"], body["t"]
+def check_header(kind: object, version: object, base: object, issued_at: object, *,
+                 removals: bool) -> tuple[Literal["full", "delta"], int, int | None, int]:
+    """The rules of a list's header, for both readers (this one and the streaming one in
+    agent.protocol.revstream): the header typed, or ValueError saying what is wrong."""
     if kind not in ("full", "delta"):
         raise ValueError(f"kind {kind!r} is neither 'full' nor 'delta'")
     if type(version) is not int or not 1 <= version <= MAX_VERSION:
@@ -154,10 +154,20 @@ def _list_from_body(body: dict[str, Any]) -> RevocationList:
         raise ValueError("a full list carries a base version")
     if kind == "delta" and (type(base) is not int or not 0 <= base < version):
         raise ValueError(f"delta base {base!r} is not a version below {version}")
+    if kind == "full" and removals:
+        raise ValueError("a full list carries removals")
+    assert isinstance(version, int) and isinstance(issued_at, int)
+    assert base is None or isinstance(base, int)
+    return ("full" if kind == "full" else "delta"), version, base, issued_at
+
+
+def _list_from_body(body: dict[str, Any]) -> RevocationList:
+    if set(body) != {"k", "v", "b", "t", "a", "r"}:
+        raise ValueError(f"body keys are {sorted(body)}, expected a b k r t v")
     if not isinstance(body["a"], list) or not isinstance(body["r"], list):
         raise ValueError("entries are not lists")
-    if kind == "full" and body["r"]:
-        raise ValueError("a full list carries removals")
+    kind, version, base, issued_at = check_header(body["k"], body["v"], body["b"], body["t"],
+                                                  removals=bool(body["r"]))
     return RevocationList(
         kind=kind,
         version=version,

@@ -24,7 +24,6 @@ from agent.core.bounds import (
     MAX_FILE_LIST_ENTRIES,
     MAX_LIST_ENTRIES,
     MAX_TIME,
-    MAX_VERSION,
     time_problem,
 )
 from agent.core.errors import ProtocolError, RevocationListError
@@ -32,7 +31,7 @@ from agent.core.ids import id_problem
 from agent.core.reasons import Reason
 from agent.protocol import cbor_strict, cose
 from agent.protocol.keys import KeyRing, verify_signature_parts
-from agent.protocol.revocation import DOC_TYPE, MAX_LIST_BYTES, RevocationList
+from agent.protocol.revocation import DOC_TYPE, MAX_LIST_BYTES, RevocationList, check_header
 
 _ABSENT = object()
 # ``gate-agent revocations apply FILE`` only: the signed bytes (17 bytes an id), one
@@ -224,23 +223,11 @@ class _Body:
             raise ValueError("trailing bytes after the body")
         if set(values) != {"k", "v", "b", "t", "a", "r"}:
             raise ValueError(f"body keys are {sorted(values)}, expected a b k r t v")
-        kind, version, base, issued_at = values["k"], values["v"], values["b"], values["t"]
-        if kind not in ("full", "delta"):
-            raise ValueError(f"kind {kind!r} is neither 'full' nor 'delta'")
-        if type(version) is not int or not 1 <= version <= MAX_VERSION:
-            raise ValueError(f"version is not a positive integer (at most {MAX_VERSION})")
-        if type(issued_at) is not int:
-            raise ValueError("issued_at is not a Unix time")
-        if kind == "full" and base is not None:
-            raise ValueError("a full list carries a base version")
-        if kind == "delta" and (type(base) is not int or not 0 <= base < version):
-            raise ValueError(f"delta base {base!r} is not a version below {version}")
-        if kind == "full" and sides["r"].count:
-            raise ValueError("a full list carries removals")
+        kind, version, base, issued_at = check_header(
+            values["k"], values["v"], values["b"], values["t"], removals=bool(sides["r"].count))
         if kind == "full" and sides["a"].count > self.max_entries:
             raise ValueError(f"a full list holds at most {self.max_entries} entries, got "
                              f"{sides['a'].count}")
-        assert base is None or isinstance(base, int)
         return CompactList(kind, version, base, issued_at, sides["a"], sides["r"])
 
     def _text(self) -> str:
