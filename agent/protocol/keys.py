@@ -11,7 +11,8 @@ libsodium refuses it. On top of libsodium we refuse, explicitly, public keys tha
 non-canonical, of small order or outside the prime-order subgroup, and signatures whose S
 is not below the group order L. Bigger messages (big revocation lists) are checked by
 OpenSSL behind those same explicit checks, because it reads the message in place
-(``cryptography`` is imported then, at the first such message).
+(``cryptography`` is imported at the first such message, or at start by a daemon that
+takes lists over MQTT: ``load_in_place_verifier``).
 
 Trusted keys live in two folders with separate roles: ``[trust] keys_dir`` holds
 issuer keys (credentials), ``[trust] ops_keys_dir`` ops keys (revocation lists,
@@ -117,6 +118,14 @@ def verify_signature(public: bytes, message: bytes, signature: bytes) -> bool:
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
         return False
     return True
+
+
+def load_in_place_verifier() -> None:
+    """Import what checks messages over ``IN_PLACE_BYTES`` now, not at the first one.
+
+    A gate that takes lists over MQTT calls this at start: the library's ~8 MB is then
+    part of its steady memory, not a rise the first big (possibly forged) list causes."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: F401
 
 
 def verify_signature_parts(

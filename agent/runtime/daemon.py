@@ -175,8 +175,10 @@ class Daemon:
         mqtt = cfg.mqtt if self.options.mqtt == "config" else self.options.mqtt
         if mqtt is not None:
             from agent.gate.inbound import CAPS
+            from agent.protocol.keys import load_in_place_verifier
             from agent.sync.service import SyncService
 
+            load_in_place_verifier()  # big lists arrive over MQTT: its memory counted now
             self.sync = SyncService(mqtt, cfg.gate.site, cfg.gate.id, outbox,
                                     self.controller.on_inbound, self.controller.status,
                                     payload_caps=CAPS)
