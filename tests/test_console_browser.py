@@ -62,6 +62,27 @@ def by_id(browser: Any, element_id: str) -> Any:
     return browser.find_element(By.ID, element_id)
 
 
+def click_through(browser: Any, element_id: str) -> None:
+    """Click a button that loads another page, and wait until that page is the document.
+
+    Chromium may return from the click with the new URL while the old document is still
+    in place; reading the next element at once then fails (seen on a quiet machine)."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+
+    old = browser.find_element(By.TAG_NAME, "html")
+    by_id(browser, element_id).click()
+
+    def replaced() -> bool:
+        try:
+            old.is_enabled()
+        except WebDriverException:  # stale, or "not in the document": the page changed
+            return browser.execute_script("return document.readyState") == "complete"
+        return False
+
+    wait_for(replaced, timeout=30, step=0.05, what=f"the page after {element_id}")
+
+
 def ids(browser: Any, css: str) -> list[Any]:
     from selenium.webdriver.common.by import By
 
@@ -136,10 +157,10 @@ def test_revoking_a_courier_denies_the_next_scan_and_the_live_feed_shows_it(
              and "north-1" in by_id(browser, "gates-used").text, what="the granted entry")
     assert by_id(browser, "rev-state").text == "未吊销"
     version = list_version(site)
-    by_id(browser, "revoke").click()  # a confirmation page first
+    click_through(browser, "revoke")  # a confirmation page first
     assert "/courier/C-77/revoke" in browser.current_url and list_version(site) == version
     by_id(browser, "reason").send_keys("lost phone")
-    by_id(browser, "confirm").click()
+    click_through(browser, "confirm")
     assert "已吊销" in by_id(browser, "rev-state").text
     assert list_version(site) == version + 1
     # The live feed of this courier's entries, then the next scan at the gate.
@@ -176,10 +197,10 @@ def test_an_open_command_reaches_the_gate_and_its_result_is_shown(
         lambda _l: not north.daemon.of("door") or
         north.daemon.of("door")[-1]["state"] == "locked", 30)
     browser.get(f"{site.url}/gate/binhai-0001/north-1")
-    by_id(browser, "act-open").click()
+    click_through(browser, "act-open")
     assert "north-1" in by_id(browser, "confirm-text").text
     unlocked = len([d for d in north.daemon.of("door") if d["state"] == "unlocked"])
-    by_id(browser, "confirm").click()
+    click_through(browser, "confirm")
     assert north.daemon.wait_lines(
         lambda _l: len([d for d in north.daemon.of("door") if d["state"] == "unlocked"])
         > unlocked, 30), north.daemon.stderr()
