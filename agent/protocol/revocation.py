@@ -103,13 +103,19 @@ def parse_revocation_list(data: bytes, keyring: KeyRing, now: float) -> Revocati
         lst = _list_from_body(body)
     except (TypeError, ValueError, KeyError) as exc:
         raise RevocationListError(f"revocation list refused: {exc}") from None
-    problem = list_problem(lst) or time_problem(lst.issued_at, "list issued_at")
-    if problem is None and lst.issued_at > now + LIST_FUTURE_S:
-        problem = (f"revocation list was signed {int(lst.issued_at - now)} s in the future of "
+    refuse_if(list_problem(lst), lst.issued_at, now)
+    return lst
+
+
+def refuse_if(problem: str | None, issued_at: int, now: float) -> None:
+    """The last checks both readers share: the issue time, then ``problem`` (a bound the
+    reader found) or a list signed in the future, as a RevocationListError."""
+    problem = problem or time_problem(issued_at, "list issued_at")
+    if problem is None and issued_at > now + LIST_FUTURE_S:
+        problem = (f"revocation list was signed {int(issued_at - now)} s in the future of "
                    "this gate's clock: check the centre's and the gate's clocks")
     if problem:
         raise RevocationListError(f"revocation list refused: {problem}")
-    return lst
 
 
 def _canonical(items: list[bytes | list[Any]], kind: str) -> list[bytes | list[Any]]:

@@ -18,20 +18,24 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from agent.core.bounds import (
-    LIST_FUTURE_S,
     MAX_DELTA_ENTRIES,
     MAX_FILE_LIST_BYTES,
     MAX_FILE_LIST_ENTRIES,
     MAX_LIST_ENTRIES,
     MAX_TIME,
-    time_problem,
 )
 from agent.core.errors import ProtocolError, RevocationListError
 from agent.core.ids import id_problem
 from agent.core.reasons import Reason
 from agent.protocol import cbor_strict, cose
 from agent.protocol.keys import KeyRing, verify_signature_parts
-from agent.protocol.revocation import DOC_TYPE, MAX_LIST_BYTES, RevocationList, check_header
+from agent.protocol.revocation import (
+    DOC_TYPE,
+    MAX_LIST_BYTES,
+    RevocationList,
+    check_header,
+    refuse_if,
+)
 
 _ABSENT = object()
 # ``gate-agent revocations apply FILE`` only: the signed bytes (17 bytes an id), one
@@ -122,15 +126,11 @@ def parse_compact_list(
         lst = _Body(data, payload, max_entries).parse()
     except (ValueError, IndexError, UnicodeDecodeError) as exc:
         raise RevocationListError(f"revocation list refused: {exc}") from None
-    problem = time_problem(lst.issued_at, "list issued_at")
+    problem = None
     if lst.kind == "delta" and len(lst.add) + len(lst.remove) > MAX_DELTA_ENTRIES:
         problem = (f"a delta holds at most {MAX_DELTA_ENTRIES} entries, got "
                    f"{len(lst.add) + len(lst.remove)}: publish a full list instead")
-    if problem is None and lst.issued_at > now + LIST_FUTURE_S:
-        problem = (f"revocation list was signed {int(lst.issued_at - now)} s in the future of "
-                   "this gate's clock: check the centre's and the gate's clocks")
-    if problem:
-        raise RevocationListError(f"revocation list refused: {problem}")
+    refuse_if(problem, lst.issued_at, now)
     return lst
 
 
