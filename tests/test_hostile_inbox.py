@@ -148,7 +148,7 @@ def test_the_sync_worker_refuses_oversize_payloads_before_queueing(
         while not sync.connected:
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        time.sleep(0.2)  # the SUBACK: no event says when the subscription is live
+        # connected means subscribed: the SUBACK came first
         publisher.publish(f"gate/v1/{SITE}/{GATE}/cmd", bytes(101))
         publisher.publish(f"gate/v1/{SITE}/{GATE}/cmd", bytes(100))
         first = delivered.get(timeout=10)

@@ -13,8 +13,16 @@ gate nothing, where paho would have read it whole into memory first. Without it 
 centre's tools) the link speaks MQTT 3.1.1 as before.
 
 Callbacks only hand off: each paho callback turns into one ``LinkSignal`` given to the
-owner's ``signal`` callable (a queue put). ``on_publish`` runs under paho's internal
-lock, so nothing here takes a lock of ours or touches storage.
+owner's ``signal`` callable. ``on_publish`` runs under paho's internal lock, so nothing
+here takes a lock of ours or touches storage.
+
+Two ways to run the network loop. ``threaded=True`` (gatectl's short sessions):
+``open()`` starts paho's own network thread and the callbacks run there (``signal`` is
+a queue put). ``threaded=False`` (the gate's ``SyncService``): no second thread; the
+owner calls :meth:`Link.pump` on its own thread, which waits on the socket (and on the
+owner's wake-up socket), reads, writes, and sends keepalive pings, and the callbacks
+run inside it. Why: two threads passing every PUBACK across made the drain trade the
+GIL back and forth and run at half raw paho's rate (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import select
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,7 +58,7 @@ class LinkError(GateError, ConnectionError):
 class LinkSignal:
     """What the network thread tells the owner; ``generation`` names the connection."""
 
-    kind: Literal["connack", "puback", "lost"]
+    kind: Literal["connack", "suback", "puback", "lost"]
     generation: int
     mid: int = 0
     ok: bool = False
@@ -135,8 +145,10 @@ class Link:
         inflight: int = 100,
         connect_timeout_s: float = 5.0,
         max_packet_bytes: int | None = None,
+        threaded: bool = True,
     ) -> None:
         self.settings = settings
+        self.threaded = threaded
         self.generation = generation
         self._signal = signal
         self._on_message = on_message
@@ -164,6 +176,7 @@ class Link:
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         # paho reports why a read failed (TLS error, reset) only in its log: keep the last.
         # A logger at ERROR, not on_log: paho formats every line for on_log (two per
         # event sent), and a level check is all a logger costs for the lines it drops.
@@ -173,10 +186,10 @@ class Link:
         self._started = False
 
     def open(self) -> None:
-        """Open TCP (and TLS), send CONNECT and start the network thread.
+        """Open TCP (and TLS), send CONNECT and (``threaded``) start the network thread.
 
-        Returns before the CONNACK: the owner waits for the ``connack`` signal, and only
-        an accepted CONNACK means connected.
+        Returns before the CONNACK: the owner waits for the ``connack`` signal (pumping,
+        when not ``threaded``), and only an accepted CONNACK means connected.
         """
         try:
             if self._connect_properties is None:
@@ -195,8 +208,40 @@ class Link:
         if isinstance(sock, socket.socket):
             # Without it, Nagle + delayed ACK hold small publishes back ~40 ms per round trip.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._client.loop_start()
-        self._started = True
+        if self.threaded:
+            self._client.loop_start()
+            self._started = True
+
+    def pump(self, timeout: float, wake: socket.socket | None = None) -> bool:
+        """One turn of the network loop on the caller's thread (``threaded=False`` only).
+
+        Waits up to ``timeout`` for the broker's bytes (or for ``wake`` to become
+        readable: another thread has work for the owner), reads every whole packet that
+        came (callbacks run here), writes what is queued, and sends a keepalive ping when
+        one is due. Returns True when ``wake`` is readable; LinkError once the
+        connection is gone (after the ``lost`` signal).
+        """
+        client = self._client
+        sock = client.socket()
+        if sock is None:
+            raise LinkError("the connection is closed")
+        # TLS may hold decrypted bytes the socket no longer shows as readable.
+        pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+        readers = [sock] if wake is None else [sock, wake]
+        writers = [sock] if client.want_write() else []
+        try:
+            readable, writable, _ = select.select(readers, writers, [], 0 if pending else timeout)
+        except (OSError, ValueError):  # closed under us
+            readable, writable = [sock], []
+        if pending or sock in readable:
+            client.loop_read()
+        if sock in writable and client.socket() is not None:
+            client.loop_write()
+        if client.socket() is not None:
+            client.loop_misc()  # keepalive: PINGREQ when due, close on a missed PINGRESP
+        if client.socket() is None:
+            raise LinkError("the broker closed the connection")
+        return wake is not None and wake in readable
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
         """Queue one message; return its mid. LinkError when the connection is gone."""
@@ -205,12 +250,14 @@ class Link:
             raise LinkError(f"publish on {topic} failed: {paho.error_string(info.rc)}")
         return info.mid
 
-    def subscribe(self, filters: list[str], qos: int = 1) -> None:
+    def subscribe(self, filters: list[str], qos: int = 1) -> int:
+        """Send one SUBSCRIBE; return its mid (the ``suback`` signal carries it), 0 for none."""
         if not filters:
-            return
-        rc, _ = self._client.subscribe([(f, qos) for f in filters])
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return 0
+        rc, mid = self._client.subscribe([(f, qos) for f in filters])
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
             raise LinkError(f"subscribe failed: {paho.error_string(rc)}")
+        return mid
 
     def close(self) -> None:
         """Disconnect cleanly if still connected (no last will) and stop the thread."""
@@ -219,6 +266,12 @@ class Link:
         if self._started:
             self._client.loop_stop()
             self._started = False
+        sock = self._client.socket()
+        if not self.threaded and sock is not None:
+            # DISCONNECT could not be written at once (full buffer): the client is dropped
+            # now, so close its socket rather than leave it to the garbage collector.
+            with contextlib.suppress(OSError):
+                sock.close()
 
     # paho callbacks (network thread): hand off only.
 
@@ -242,6 +295,13 @@ class Link:
         self, _c: paho.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any
     ) -> None:
         self._signal(LinkSignal("puback", self.generation, mid=mid, ok=not reason.is_failure))
+
+    def _handle_subscribe(
+        self, _c: paho.Client, _u: Any, mid: int, reasons: list[ReasonCode], _p: Any
+    ) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        self._signal(LinkSignal("suback", self.generation, mid=mid, ok=not refused,
+                                reason="; ".join(refused)))
 
     def _handle_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
         if self._on_message is not None:

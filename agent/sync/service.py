@@ -1,24 +1,27 @@
 """SyncService: the gate's one MQTT worker thread, started and stopped by the daemon.
 
-The worker owns the connection and every paho call (paho's own network thread only
-hands signals over a queue): connect with backoff + jitter, treat only an accepted
-CONNACK as connected, publish the retained birth status, subscribe, drain the outbox
-(``UplinkDrain``), publish command results, resync requests and periodic status, and
-notice a lost connection to start again from the oldest unacknowledged event.
+The worker owns the connection, every paho call and paho's network loop itself
+(``Link.pump``: no second network thread): connect with backoff + jitter, treat only an
+accepted CONNACK as connected, subscribe and count as connected only at the SUBACK,
+publish the retained birth status, drain the outbox (``UplinkDrain``), publish command
+results, resync requests and periodic status, and notice a lost connection to start
+again from the oldest unacknowledged event. Other threads reach it through a
+``Mailbox``, whose socket ends the worker's wait on the broker's socket.
 
-Inbound messages are handed to ``deliver`` as ``agent.core.events.Inbound`` straight from
-paho's thread: ``deliver`` must only enqueue (the controller verifies and applies). After
-each accepted CONNACK and subscribe, ``deliver`` also gets ``Inbound("connected", b"")``,
-so the controller asks for what it lacks (fresh time, a full revocation list) at once.
-``status`` is called on the worker thread and must return a snapshot dict without
-touching the controller's TinyDB state (e.g. a copy the controller refreshes).
+Inbound messages are handed to ``deliver`` as ``agent.core.events.Inbound`` from the
+worker thread, inside the network loop: ``deliver`` must only enqueue (the controller
+verifies and applies). After each accepted CONNACK and SUBACK, ``deliver`` also gets
+``Inbound("connected", b"")``, so the controller asks for what it lacks (fresh time, a
+full revocation list) at once: from then on the gate's subscriptions are live, so a
+command published after it reaches the gate. ``status`` is called on the worker thread
+and must return a snapshot dict without touching the controller's TinyDB state (e.g. a
+copy the controller refreshes).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -27,14 +30,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.core.backoff import Backoff
-from agent.core.bounds import MAX_ACK_BYTES, MQTT_HEADER_ROOM
 from agent.core.clock import Clock, SystemClock
 from agent.core.config import MqttSection
 from agent.core.events import Inbound
 from agent.core.timefmt import format_instant
 from agent.sync.broker import BrokerSettings, settings_from_config
 from agent.sync.link import Link, LinkError, LinkSignal, Will, closed_before_connack, refused
-from agent.sync.pubacks import PubackBatcher
+from agent.sync.mailbox import Mailbox
+from agent.sync.router import InboundRouter
 from agent.sync.status import StatusSource, status_payload, will_payload
 from agent.sync.topics import GateTopics, client_id
 from agent.sync.uplink import Acknowledger, CentreAcknowledger, Outbox, UplinkDrain
@@ -44,7 +47,6 @@ log = logging.getLogger(__name__)
 CONNACK_TIMEOUT_S = 10.0
 GOODBYE_TIMEOUT_S = 2.0
 MAX_QUEUED_OUTGOING = 200
-DEFAULT_CAP_BYTES = 64 * 1024  # a kind the caller gave no cap for
 
 
 @dataclass(frozen=True)
@@ -109,19 +111,15 @@ class SyncService:
         self._poll_s = poll_s
         self._backoff = Backoff(reconnect_min_s, max(reconnect_min_s, reconnect_max_s or 30.0))
         self._clock: Clock = clock or SystemClock()
-        self._kinds = self.topics.inbound_kinds()
-        # Largest payload per Inbound.kind, checked before anything is queued or copied;
-        # with caps, the largest is also stated to the broker (MQTT 5 Maximum Packet Size).
-        self._caps = dict(payload_caps or {})
-        self._max_packet = (max([MAX_ACK_BYTES, DEFAULT_CAP_BYTES, *self._caps.values()])
-                            + MQTT_HEADER_ROOM if payload_caps else None)
-        self.oversize = 0  # inbound payloads refused by size on paho's thread
-        self._filters = list(self._kinds)
+        # Largest payload per Inbound.kind, checked inside pump() before anything is
+        # queued or copied; the largest is stated to the broker (Maximum Packet Size).
+        self._router = InboundRouter(self.topics, payload_caps, deliver,
+                                     lambda ack: self._local.append(_CentreAck(ack)))
+        self._filters = list(self._router.kinds)
         if isinstance(self.drain.acknowledger, CentreAcknowledger):
             self._filters.append(self.topics.events_ack)
-        self._items: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        # PUBACKs reach the worker in batches of a refill (agent/sync/pubacks.py).
-        self._pubacks = PubackBatcher(self.notify, self.drain.refill)
+        self._mailbox: Mailbox[_Item] = Mailbox()  # from other threads
+        self._local: list[_Item] = []  # from the link's callbacks, run inside pump()
         self._held: deque[_Outgoing] = deque(maxlen=MAX_QUEUED_OUTGOING)
         self._connected = threading.Event()
         self._stopping = threading.Event()
@@ -137,6 +135,11 @@ class SyncService:
         return self._connected.is_set()
 
     @property
+    def oversize(self) -> int:
+        """Inbound payloads refused by size so far (for status and tests)."""
+        return self._router.oversize
+
+    @property
     def alive(self) -> bool:
         """The worker thread runs (the daemon's supervisor restarts it with ``start``)."""
         return self._thread is not None and self._thread.is_alive()
@@ -146,22 +149,25 @@ class SyncService:
         if self.alive:
             raise RuntimeError("SyncService already started")
         self._stopping.clear()
+        self._mailbox.reopen()
         self._thread = threading.Thread(target=self._run, name="sync", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Say goodbye (retained offline status), disconnect, join the worker."""
         self._stopping.set()
-        self._items.put(_Wake())
+        self._mailbox.put(_Wake())
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.error("sync worker did not stop within %.1f s", timeout)
+                return
             self._thread = None
+        self._mailbox.close()
 
     def notify(self) -> None:
         """New events were appended: upload now rather than at the next poll."""
-        self._items.put(_Wake())
+        self._mailbox.put(_Wake())
 
     def publish_result(self, cmd_id: str, ok: bool, reason: str, detail: str = "") -> None:
         """Report a command's outcome on ``.../cmd/result`` (best effort, QoS 1).
@@ -193,41 +199,18 @@ class SyncService:
         self._send(self.topics.time_request, request)
 
     def publish_status_now(self) -> None:
-        self._items.put(_Outgoing(self.topics.status, b"", retain=True))
+        self._mailbox.put(_Outgoing(self.topics.status, b"", retain=True))
 
     # ---- worker
 
     def _send(self, topic: str, body: dict[str, Any]) -> None:
         payload = json.dumps(body, separators=(",", ":"), default=str).encode("utf-8")
-        self._items.put(_Outgoing(topic, payload))
+        self._mailbox.put(_Outgoing(topic, payload))
 
     def _signal(self, item: LinkSignal) -> None:
-        if item.kind == "puback":  # paho thread: hand off only
-            self._pubacks.add(item)
-        else:
-            self._items.put(item)  # a "lost" comes after the PUBACKs held before it
-
-    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
-        # paho's thread: the size is checked first, before anything is queued or copied.
-        if topic == self.topics.events_ack:
-            if self._fits(topic, payload, MAX_ACK_BYTES):
-                self._items.put(_CentreAck(payload))  # the worker owns the outbox
-            return
-        kind = self._kinds.get(topic)
-        if kind is None:
-            log.warning("ignored message on unexpected topic %s", topic)
-            return
-        if self._fits(topic, payload, self._caps.get(kind, DEFAULT_CAP_BYTES)):
-            self._deliver(Inbound(kind, payload, retained))
-
-    def _fits(self, topic: str, payload: bytes, cap: int) -> bool:
-        if len(payload) <= cap:
-            return True
-        self.oversize += 1
-        if self.oversize in (1, 10, 100) or not self.oversize % 1000:
-            log.warning("refused %d-byte message on %s (at most %d): %d so far",
-                        len(payload), topic, cap, self.oversize)
-        return False
+        # Inside pump() on the worker: kept in arrival order for the loop to handle after
+        # the read, so a "lost" comes after the PUBACKs read before it.
+        self._local.append(item)
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -258,6 +241,7 @@ class SyncService:
         """Connect until an accepted CONNACK or stop; None when stopping."""
         while not self._stopping.is_set():
             self._generation += 1
+            self._local.clear()  # what a closed link said last is stale
             link: Link | None = None
             try:
                 link = Link(
@@ -265,14 +249,15 @@ class SyncService:
                     client_id(self.site, self.gate),
                     self._signal,
                     generation=self._generation,
-                    on_message=self._on_message,
+                    on_message=self._router.route,
                     will=Will(self.topics.status,
                               will_payload(self.site, self.gate, self._clock.now())),
                     inflight=self.drain.window,
-                    max_packet_bytes=self._max_packet,
+                    max_packet_bytes=self._router.max_packet,
+                    threaded=False,  # this thread runs the network loop (pump)
                 )
                 link.open()
-                accepted, reason = self._await_connack(link.generation)
+                accepted, reason = self._await_connack(link)
             except (LinkError, OSError, ValueError) as exc:  # TLS files, bad host, ...
                 accepted, reason = False, str(exc)
             if accepted and link is not None:
@@ -286,45 +271,69 @@ class SyncService:
                 self._wait(delay)
         return None
 
-    def _await_connack(self, generation: int) -> tuple[bool, str]:
+    def _await_connack(self, link: Link) -> tuple[bool, str]:
         deadline = time.monotonic() + CONNACK_TIMEOUT_S
         while not self._stopping.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False, "no CONNACK from the broker"
-            try:
-                item = self._items.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if isinstance(item, _Outgoing):
-                self._held.append(item)
-            elif isinstance(item, LinkSignal) and item.generation == generation:
-                if item.kind == "connack":
-                    # A refused CONNACK is NOT connected (bad credentials, ACL, ...).
-                    return item.ok, refused(item)
-                if item.kind == "lost":
-                    return False, closed_before_connack(item, self.settings)
+            for item in self._turn(link, min(remaining, self._poll_s)):
+                if isinstance(item, _Outgoing):
+                    self._held.append(item)
+                elif isinstance(item, LinkSignal) and item.generation == link.generation:
+                    if item.kind == "connack":
+                        # A refused CONNACK is NOT connected (bad credentials, ACL, ...).
+                        return item.ok, refused(item)
+                    if item.kind == "lost":
+                        return False, closed_before_connack(item, self.settings)
         return False, "stopping"
 
+    def _subscribe(self, link: Link) -> bool:
+        """Subscribe and wait for the SUBACK; False when stopping. Until the SUBACK the
+        broker may route a command for this gate to nobody (a clean session keeps no
+        queue), so only then is the gate connected and the controller told."""
+        mid = link.subscribe(self._filters)
+        deadline = time.monotonic() + CONNACK_TIMEOUT_S
+        later: list[_Item] = []
+        while mid and not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LinkError(f"no SUBACK from the broker within {CONNACK_TIMEOUT_S:g} s")
+            for item in self._turn(link, min(remaining, self._poll_s)):
+                if isinstance(item, _Outgoing):
+                    self._held.append(item)
+                elif isinstance(item, LinkSignal) and item.generation == link.generation:
+                    if item.kind == "lost":
+                        raise LinkError("the broker closed the connection before its SUBACK")
+                    if item.kind == "suback" and item.mid == mid:
+                        if not item.ok:  # uploads still work; the ACL needs fixing
+                            log.warning("the broker refused some of this gate's subscriptions "
+                                        "(%s): check its ACL for %s", item.reason,
+                                        ", ".join(self._filters))
+                        mid = 0
+                elif not isinstance(item, _Wake):
+                    later.append(item)
+        self._local[:0] = later  # a centre ack read with the SUBACK: handled next turn
+        return not self._stopping.is_set()
+
     def _serve(self, link: Link) -> None:
+        if not self._subscribe(link):
+            return
         self.connects += 1
         self._connected.set()
         log.info("MQTT connected to %s", self.settings.url)
         self.drain.restart()
-        self._pubacks.reset(self.drain.refill)
         self._publish_status(link, online=True)
-        link.subscribe(self._filters)
         self._deliver(Inbound("connected", b"", False))
         while self._held:
             self._publish_outgoing(link, self._held.popleft())
         next_status = time.monotonic() + self._status_interval_s
         while not self._stopping.is_set():
-            self._pubacks.sent(self.drain.fill(link.publish))
+            self.drain.fill(link.publish)
             timeout = max(0.0, min(self._poll_s, next_status - time.monotonic()))
             mids: list[int] = []
             lost = False
-            items: list[_Item] = self._take(timeout)
-            items += self._pubacks.take()
+            items = self._turn(link, timeout)
             for item in items:
                 if isinstance(item, _Outgoing):
                     self._publish_outgoing(link, item)
@@ -349,19 +358,20 @@ class SyncService:
                 next_status = time.monotonic() + self._status_interval_s
         self._goodbye(link)
 
-    def _take(self, timeout: float) -> list[_Item]:
-        """Block for the first item (up to ``timeout``), then take all that are queued."""
-        items: list[_Item] = []
+    def _turn(self, link: Link, timeout: float) -> list[_Item]:
+        """One turn of the network loop (up to ``timeout``, less if work is waiting):
+        what the link's callbacks produced, in order, then what other threads sent."""
+        gone = False
         try:
-            items.append(self._items.get(timeout=timeout) if timeout > 0 else
-                         self._items.get_nowait())
-        except queue.Empty:
-            return items
-        while True:
-            try:
-                items.append(self._items.get_nowait())
-            except queue.Empty:
-                return items
+            woke = link.pump(0.0 if self._local else timeout, self._mailbox.wake_socket)
+        except LinkError:  # paho has said "lost" already; make sure of it
+            woke = gone = True
+        items, self._local = self._local, []
+        if gone and not any(isinstance(i, LinkSignal) and i.kind == "lost" for i in items):
+            items.append(LinkSignal("lost", link.generation, reason="connection closed"))
+        if woke:
+            items += self._mailbox.take()
+        return items
 
     def _publish_outgoing(self, link: Link, item: _Outgoing) -> None:
         if item.topic == self.topics.status and not item.payload:
@@ -378,26 +388,23 @@ class SyncService:
 
     def _goodbye(self, link: Link) -> None:
         """Clean stop: a retained offline status (the will only fires on a lost link)."""
-        self._pubacks.every = 1  # from now on each PUBACK wakes this loop
-        for held in self._pubacks.take():
-            self._items.put(held)
         try:
             mid = self._publish_status(link, online=False, reason="stopped")
         except LinkError:
             return
         deadline = time.monotonic() + GOODBYE_TIMEOUT_S
         while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                item = self._items.get(timeout=remaining)
-            except queue.Empty:
+            mids: list[int] = []
+            done = False
+            for item in self._turn(link, remaining):
+                if isinstance(item, LinkSignal) and item.generation == link.generation:
+                    if item.kind == "lost" or (item.kind == "puback" and item.mid == mid):
+                        done = True
+                    elif item.kind == "puback":
+                        mids.append(item.mid)
+            self.drain.on_pubacks(mids)  # the rest of the batch: _run's flush deletes them
+            if done:
                 return
-            for held in self._pubacks.take():
-                self._items.put(held)
-            if isinstance(item, LinkSignal) and item.generation == link.generation:
-                if item.kind == "lost" or (item.kind == "puback" and item.mid == mid):
-                    return
-                if item.kind == "puback":
-                    self.drain.on_pubacks([item.mid])
 
     def _wait(self, seconds: float) -> None:
         """Sleep that a stop interrupts; other items stay for later (outgoing are held)."""
@@ -406,9 +413,6 @@ class SyncService:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            try:
-                item = self._items.get(timeout=remaining)
-            except queue.Empty:
-                return
-            if isinstance(item, _Outgoing):
-                self._held.append(item)
+            for item in self._mailbox.wait(remaining):
+                if isinstance(item, _Outgoing):
+                    self._held.append(item)

@@ -174,10 +174,10 @@ class UplinkDrain:
     ) -> None:
         """``batch`` > 1: delete PUBACKed rows that many at a time (:meth:`flush` deletes
         the rest; so does the PUBACK that empties the window); ``refill`` > 1: read new
-        rows only when that much room is free. Each SQLite call gives up the GIL and
-        waits to get it back from paho's busy network thread, so fewer, larger calls are
-        what keeps the drain near raw paho; a PUBACKed row waiting in the batch is at
-        worst sent once more after a crash, never lost."""
+        rows only when that much room is free. Each SQLite call is a lock, a statement
+        and a WAL commit on the worker's thread, which also runs the network loop, so
+        fewer, larger calls keep the drain near raw paho; a PUBACKed row waiting in the
+        batch is at worst sent once more after a crash, never lost."""
         if window < 1:
             raise ValueError(f"in-flight window must be at least 1, got {window}")
         if batch < 1 or not 1 <= refill <= window:
