@@ -13,6 +13,7 @@ from typing import Any
 
 from agent.core.events import Inbound
 from agent.sync.broker import broker_settings
+from agent.sync.mailbox import Mailbox
 from agent.sync.service import SyncService
 from tests.broker import Broker
 from tests.sync_support import Subscriber, backlog, make_outbox
@@ -137,3 +138,26 @@ def test_commands_and_a_backlog_share_the_worker_loop(tmp_path: Path, broker: Br
         publisher.close()
         sync.stop()
         outbox.close()
+
+
+def test_the_mailbox_wakes_a_waiting_worker_and_keeps_items_across_a_restart() -> None:
+    """What other threads give the worker (command results, stop) wakes its wait at once
+    and is never lost: not between two puts, not while the worker is stopped."""
+    box: Mailbox[str] = Mailbox()
+    got: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
+    waiter = threading.Thread(target=lambda: got.put(box.wait(30)), name="test-waiter")
+    waiter.start()
+    box.put("result")
+    assert got.get(timeout=10) == ["result"]  # long before the 30 s timeout
+    waiter.join(10)
+    box.put("a")
+    box.put("b")  # one wake-up byte for both
+    started = time.monotonic()
+    assert box.wait(30) == ["a", "b"]
+    assert box.wait(0) == []
+    box.close()
+    box.put("while stopped")
+    box.reopen()
+    assert box.wait(30) == ["while stopped"]
+    assert time.monotonic() - started < 10  # woken both times, never waited out
+    box.close()

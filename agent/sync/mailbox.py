@@ -1,4 +1,5 @@
-"""Work for the sync worker from other threads, and a socket that wakes its network wait.
+"""Work for the sync worker from other threads, and a socket that wakes its network wait;
+the items its loop handles.
 
 The worker runs paho's network loop itself (``Link.pump``), so it waits in ``select``
 on the broker's socket, not on a queue: whoever puts an item here also makes the
@@ -13,9 +14,36 @@ import contextlib
 import queue
 import select
 import socket
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from agent.sync.link import LinkSignal
+
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Wake:
+    """Something changed (new events, stop): re-check instead of waiting out the poll."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message another thread wants published (command result, resync, status)."""
+
+    topic: str
+    payload: bytes
+    retain: bool = False
+
+
+@dataclass(frozen=True)
+class CentreAck:
+    """The centre's ``events/ack``, read in the network loop, for the drain."""
+
+    payload: bytes
+
+
+Item = LinkSignal | Wake | Outgoing | CentreAck  # what the worker's loop handles
 
 
 class Mailbox(Generic[T]):

@@ -26,7 +26,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from agent.core.backoff import Backoff
@@ -36,7 +35,7 @@ from agent.core.events import Inbound
 from agent.core.timefmt import format_instant
 from agent.sync.broker import BrokerSettings, settings_from_config
 from agent.sync.link import Link, LinkError, LinkSignal, Will, closed_before_connack, refused
-from agent.sync.mailbox import Mailbox
+from agent.sync.mailbox import CentreAck, Item, Mailbox, Outgoing, Wake
 from agent.sync.router import InboundRouter
 from agent.sync.status import StatusSource, status_payload, will_payload
 from agent.sync.topics import GateTopics, client_id
@@ -47,26 +46,6 @@ log = logging.getLogger(__name__)
 CONNACK_TIMEOUT_S = 10.0
 GOODBYE_TIMEOUT_S = 2.0
 MAX_QUEUED_OUTGOING = 200
-
-
-@dataclass(frozen=True)
-class _Wake:
-    """Something changed (new events, stop): re-check instead of waiting out the poll."""
-
-
-@dataclass(frozen=True)
-class _CentreAck:
-    payload: bytes
-
-
-@dataclass(frozen=True)
-class _Outgoing:
-    topic: str
-    payload: bytes
-    retain: bool = False
-
-
-_Item = LinkSignal | _Wake | _Outgoing | _CentreAck
 
 
 class SyncService:
@@ -114,24 +93,24 @@ class SyncService:
         # Largest payload per Inbound.kind, checked inside pump() before anything is
         # queued or copied; the largest is stated to the broker (Maximum Packet Size).
         self._router = InboundRouter(self.topics, payload_caps, deliver,
-                                     lambda ack: self._local.append(_CentreAck(ack)))
+                                     lambda ack: self._local.append(CentreAck(ack)))
         self._filters = list(self._router.kinds)
         if isinstance(self.drain.acknowledger, CentreAcknowledger):
             self._filters.append(self.topics.events_ack)
-        self._mailbox: Mailbox[_Item] = Mailbox()  # from other threads
-        self._local: list[_Item] = []  # from the link's callbacks, run inside pump()
-        self._held: deque[_Outgoing] = deque(maxlen=MAX_QUEUED_OUTGOING)
+        self._mailbox: Mailbox[Item] = Mailbox()  # from other threads
+        self._local: list[Item] = []  # from the link's callbacks, run inside pump()
+        self._held: deque[Outgoing] = deque(maxlen=MAX_QUEUED_OUTGOING)
         self._connected = threading.Event()
         self._stopping = threading.Event()
         self._generation = 0
         self._thread: threading.Thread | None = None
-        self.connects = 0  # accepted CONNACKs so far (for status and tests)
+        self.connects = 0  # connections that got their SUBACK (for status and tests)
 
     # ---- public API (any thread)
 
     @property
     def connected(self) -> bool:
-        """True only between an accepted CONNACK and the loss of that connection."""
+        """True only from the SUBACK after an accepted CONNACK to the loss of that link."""
         return self._connected.is_set()
 
     @property
@@ -156,7 +135,7 @@ class SyncService:
     def stop(self, timeout: float = 5.0) -> None:
         """Say goodbye (retained offline status), disconnect, join the worker."""
         self._stopping.set()
-        self._mailbox.put(_Wake())
+        self._mailbox.put(Wake())
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -167,7 +146,7 @@ class SyncService:
 
     def notify(self) -> None:
         """New events were appended: upload now rather than at the next poll."""
-        self._mailbox.put(_Wake())
+        self._mailbox.put(Wake())
 
     def publish_result(self, cmd_id: str, ok: bool, reason: str, detail: str = "") -> None:
         """Report a command's outcome on ``.../cmd/result`` (best effort, QoS 1).
@@ -199,13 +178,13 @@ class SyncService:
         self._send(self.topics.time_request, request)
 
     def publish_status_now(self) -> None:
-        self._mailbox.put(_Outgoing(self.topics.status, b"", retain=True))
+        self._mailbox.put(Outgoing(self.topics.status, b"", retain=True))
 
     # ---- worker
 
     def _send(self, topic: str, body: dict[str, Any]) -> None:
         payload = json.dumps(body, separators=(",", ":"), default=str).encode("utf-8")
-        self._mailbox.put(_Outgoing(topic, payload))
+        self._mailbox.put(Outgoing(topic, payload))
 
     def _signal(self, item: LinkSignal) -> None:
         # Inside pump() on the worker: kept in arrival order for the loop to handle after
@@ -271,50 +250,52 @@ class SyncService:
                 self._wait(delay)
         return None
 
-    def _await_connack(self, link: Link) -> tuple[bool, str]:
+    def _await(self, link: Link, kind: str, mid: int = 0) -> LinkSignal | None:
+        """Turn the loop until this link's ``kind`` signal for ``mid`` or its ``lost``;
+        None on timeout or stop. Outgoing items wait in ``_held``; anything else read
+        meanwhile (a centre ack) is left for the drain's loop."""
         deadline = time.monotonic() + CONNACK_TIMEOUT_S
-        while not self._stopping.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False, "no CONNACK from the broker"
-            for item in self._turn(link, min(remaining, self._poll_s)):
-                if isinstance(item, _Outgoing):
-                    self._held.append(item)
-                elif isinstance(item, LinkSignal) and item.generation == link.generation:
-                    if item.kind == "connack":
-                        # A refused CONNACK is NOT connected (bad credentials, ACL, ...).
-                        return item.ok, refused(item)
-                    if item.kind == "lost":
-                        return False, closed_before_connack(item, self.settings)
-        return False, "stopping"
+        later: list[Item] = []
+        try:
+            while not self._stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+                items = self._turn(link, min(left, self._poll_s))
+                for n, item in enumerate(items):
+                    if isinstance(item, Outgoing):
+                        self._held.append(item)
+                    elif isinstance(item, LinkSignal):
+                        if item.generation == link.generation and (
+                                item.kind == "lost" or (item.kind == kind and item.mid == mid)):
+                            later += items[n + 1:]
+                            return item
+                    elif not isinstance(item, Wake):
+                        later.append(item)
+            return None
+        finally:
+            self._local[:0] = later
+
+    def _await_connack(self, link: Link) -> tuple[bool, str]:
+        signal = self._await(link, "connack")
+        if signal is None:
+            return False, "stopping" if self._stopping.is_set() else "no CONNACK from the broker"
+        if signal.kind == "lost":
+            return False, closed_before_connack(signal, self.settings)
+        return signal.ok, refused(signal)  # a refused CONNACK is NOT connected (ACL, ...)
 
     def _subscribe(self, link: Link) -> bool:
         """Subscribe and wait for the SUBACK; False when stopping. Until the SUBACK the
         broker may route a command for this gate to nobody (a clean session keeps no
         queue), so only then is the gate connected and the controller told."""
-        mid = link.subscribe(self._filters)
-        deadline = time.monotonic() + CONNACK_TIMEOUT_S
-        later: list[_Item] = []
-        while mid and not self._stopping.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise LinkError(f"no SUBACK from the broker within {CONNACK_TIMEOUT_S:g} s")
-            for item in self._turn(link, min(remaining, self._poll_s)):
-                if isinstance(item, _Outgoing):
-                    self._held.append(item)
-                elif isinstance(item, LinkSignal) and item.generation == link.generation:
-                    if item.kind == "lost":
-                        raise LinkError("the broker closed the connection before its SUBACK")
-                    if item.kind == "suback" and item.mid == mid:
-                        if not item.ok:  # uploads still work; the ACL needs fixing
-                            log.warning("the broker refused some of this gate's subscriptions "
-                                        "(%s): check its ACL for %s", item.reason,
-                                        ", ".join(self._filters))
-                        mid = 0
-                elif not isinstance(item, _Wake):
-                    later.append(item)
-        self._local[:0] = later  # a centre ack read with the SUBACK: handled next turn
-        return not self._stopping.is_set()
+        signal = self._await(link, "suback", link.subscribe(self._filters))
+        if self._stopping.is_set():
+            return False
+        if signal is None:
+            raise LinkError(f"no SUBACK from the broker within {CONNACK_TIMEOUT_S:g} s")
+        if signal.kind == "lost":
+            raise LinkError("the broker closed the connection before its SUBACK")
+        if not signal.ok:  # uploads still work; the broker's ACL needs fixing
+            log.warning("the broker refused some of this gate's subscriptions (%s): check "
+                        "its ACL for %s", signal.reason, ", ".join(self._filters))
+        return True
 
     def _serve(self, link: Link) -> None:
         if not self._subscribe(link):
@@ -335,9 +316,9 @@ class SyncService:
             lost = False
             items = self._turn(link, timeout)
             for item in items:
-                if isinstance(item, _Outgoing):
+                if isinstance(item, Outgoing):
                     self._publish_outgoing(link, item)
-                elif isinstance(item, _CentreAck):
+                elif isinstance(item, CentreAck):
                     self.drain.on_centre_ack(item.payload)
                 elif isinstance(item, LinkSignal) and item.generation == link.generation:
                     if item.kind == "puback":
@@ -358,7 +339,7 @@ class SyncService:
                 next_status = time.monotonic() + self._status_interval_s
         self._goodbye(link)
 
-    def _turn(self, link: Link, timeout: float) -> list[_Item]:
+    def _turn(self, link: Link, timeout: float) -> list[Item]:
         """One turn of the network loop (up to ``timeout``, less if work is waiting):
         what the link's callbacks produced, in order, then what other threads sent."""
         gone = False
@@ -373,7 +354,7 @@ class SyncService:
             items += self._mailbox.take()
         return items
 
-    def _publish_outgoing(self, link: Link, item: _Outgoing) -> None:
+    def _publish_outgoing(self, link: Link, item: Outgoing) -> None:
         if item.topic == self.topics.status and not item.payload:
             self._publish_status(link, online=True)
         else:
@@ -414,5 +395,5 @@ class SyncService:
             if remaining <= 0:
                 return
             for item in self._mailbox.wait(remaining):
-                if isinstance(item, _Outgoing):
+                if isinstance(item, Outgoing):
                     self._held.append(item)
