@@ -273,7 +273,7 @@ class Link:
             with contextlib.suppress(OSError):
                 sock.close()
 
-    # paho callbacks (network thread): hand off only.
+    # paho callbacks (paho's network thread, or inside pump()): hand off only.
 
     def _handle_connect(
         self, _c: paho.Client, _u: Any, _flags: Any, reason: ReasonCode, _p: Any
@@ -299,9 +299,9 @@ class Link:
     def _handle_subscribe(
         self, _c: paho.Client, _u: Any, mid: int, reasons: list[ReasonCode], _p: Any
     ) -> None:
-        refused = [str(r) for r in reasons if r.is_failure]
-        self._signal(LinkSignal("suback", self.generation, mid=mid, ok=not refused,
-                                reason="; ".join(refused)))
+        denied = [str(r) for r in reasons if r.is_failure]  # per filter, e.g. the ACL's
+        self._signal(LinkSignal("suback", self.generation, mid=mid, ok=not denied,
+                                reason="; ".join(denied)))
 
     def _handle_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
         if self._on_message is not None:
