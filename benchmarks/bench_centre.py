@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_centre.py [--quick] [--gates N] [--events N]
         [--backlog N] [--store sqlite|postgresql] [--batch-ms MS] [--batch-max N]
+        [--batch-per-gate N]
 
 Through a loopback Mosquitto, from 1,000 simulated gates (one topic each, real event
 records with id and seq, QoS 1; ``centre_load.py`` pre-encodes them so the load offered
@@ -205,7 +206,8 @@ def run_store(kind: str, store_url: str, broker: Broker, work: Path, args: argpa
     gates = [f"g{i:04d}" for i in range(args.gates)]
     raw = raw_rate(broker.port, [f"r{i:04d}" for i in range(args.gates)], sizes["events"])
     config = centre_config(work, broker.port, store_url,
-                           {"batch_ms": args.batch_ms, "batch_max": args.batch_max})
+                           {"batch_ms": args.batch_ms, "batch_max": args.batch_max,
+                            "batch_per_gate": args.batch_per_gate})
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     errors = work / "centre.log"
     with open(errors, "w", encoding="utf-8") as stderr:
@@ -325,6 +327,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--store", choices=("sqlite", "postgresql"), action="append")
     parser.add_argument("--batch-ms", type=float, default=None)
     parser.add_argument("--batch-max", type=int, default=None)
+    parser.add_argument("--batch-per-gate", type=int, default=None)
     args = parser.parse_args(argv)
     sizes = {"events": args.events or (10_000 if args.quick else 40_000),
              "paced": 3000 if args.quick else 10_000,

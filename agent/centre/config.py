@@ -57,6 +57,9 @@ class StoreSection:
     # A batch is committed when it holds this many events or is this old, whichever first.
     batch_max: int = opt(500, _positive)
     batch_ms: float = opt(10.0, _positive)
+    # ... and at most this many events of one gate (the rest wait for the next batch), so
+    # a gate draining a backlog cannot make every commit as long as its window.
+    batch_per_gate: int = opt(50, _positive)
 
 
 @dataclass(frozen=True)

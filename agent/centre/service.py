@@ -2,7 +2,8 @@
 
 - ``centre-mqtt`` (``CentreLink``): the broker connection; paho's callback only enqueues.
 - ``centre-writer``: takes events, statuses and command results off the queue in batches
-  (``[store] batch_max`` rows or ``batch_ms``), commits them, and only then publishes the
+  (``[store] batch_max`` rows or ``batch_ms`` old, at most ``batch_per_gate`` events of
+  one gate: ``agent.centre.batching``), commits them, and only then publishes the
   exact stored seqs on each gate's ``events/ack`` and sends the PUBACKs. A failing
   database is retried with backoff on the same batch: nothing is acknowledged that is
   not committed, and the broker keeps the unacknowledged messages in flight meanwhile.
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from agent.centre.batching import Batcher
 from agent.centre.config import CentreConfig
 from agent.centre.link import CentreLink, Message
 from agent.centre.store import holes, revocations
@@ -83,6 +85,9 @@ class CentreService:
         self.clock = clock
         self.counters = Counters()
         self._writes: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
+        store = config.store
+        self._batcher = Batcher(self._writes, store.batch_max, store.batch_ms,
+                                store.batch_per_gate)
         self._answers: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._full: tuple[int, bytes] | None = None  # latest signed full list (cache)
@@ -178,7 +183,7 @@ class CentreService:
         batch: list[Message] = []
         while True:
             if not batch:
-                batch = self._take_batch()
+                batch = self._batcher.take()
             self.counters.heartbeat = time.monotonic()
             if not batch:
                 if self._stop.is_set():
@@ -202,28 +207,6 @@ class CentreService:
                     break
         if db is not None:
             db.close()
-
-    def _take_batch(self) -> list[Message]:
-        batch: list[Message] = []
-        try:
-            first = self._writes.get(timeout=0.5)
-        except queue.Empty:
-            return batch
-        if first is None:
-            return batch
-        batch.append(first)
-        deadline = time.monotonic() + self.config.store.batch_ms / 1000
-        while len(batch) < self.config.store.batch_max:
-            remaining = deadline - time.monotonic()
-            try:
-                item = self._writes.get(timeout=remaining) if remaining > 0 else \
-                    self._writes.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                break
-            batch.append(item)
-        return batch
 
     def _commit(self, db: Database, batch: list[Message]) -> None:
         events: list[tuple[Message, Incoming]] = []
