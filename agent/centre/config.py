@@ -59,7 +59,7 @@ class StoreSection:
     batch_ms: float = opt(10.0, _positive)
     # ... and at most this many events of one gate (the rest wait for the next batch), so
     # a gate draining a backlog cannot make every commit as long as its window.
-    batch_per_gate: int = opt(50, _positive)
+    batch_per_gate: int = opt(25, _positive)
 
 
 @dataclass(frozen=True)
