@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import secrets
 from collections.abc import Callable
@@ -118,14 +119,20 @@ def clock_settings(section: ClockSection) -> ClockSettings:
                          request_every_s=section.request_every_s)
 
 
+@functools.cache
+def _adjtimex() -> Any:
+    """libc's adjtimex, looked up once: ``find_library`` runs ``ldconfig -p`` (1.5-3 ms),
+    and the probe runs every 30 s, now and then inside a scan's ``now()``."""
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).adjtimex
+
+
 def system_clock_synchronised(flag: Path = TIMESYNCD_FLAG) -> bool | None:
     """True/False from the kernel's NTP state; None when it cannot be asked."""
     if flag.exists():
         return True
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         timex = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
-        state = int(libc.adjtimex(timex))
+        state = int(_adjtimex()(timex))
     except (OSError, AttributeError):
         return None
     if state < 0:
