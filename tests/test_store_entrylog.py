@@ -11,6 +11,7 @@ import pytest
 from agent.core.clock import FixedClock
 from agent.core.errors import StateError
 from agent.store import EntryLog
+from agent.store.entrydb import DiskFloor
 
 T0 = 1_790_000_000.0
 
@@ -120,6 +121,34 @@ def test_disk_floor_refuses_to_record(tmp_path: Path, clock: FixedClock) -> None
         with pytest.raises(StateError, match="scans are denied"):
             log.append(scan())
         assert log.status().last_seq == 0
+
+
+def test_disk_floor_refuses_within_a_second_and_at_every_append_below_it(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    floor = DiskFloor(tmp_path, 0, clock)
+    floor.check()
+    floor.min_free_bytes = 1 << 62  # the disk "fills up" just after an append
+    clock.advance(1.0)
+    for _ in range(3):  # refused, and asked again each time while below the floor
+        with pytest.raises(StateError, match="free disk space"):
+            floor.check()
+    floor.min_free_bytes = 0  # space freed: the next append is recorded at once
+    floor.check()
+
+
+def test_status_counts_rows_as_a_reader_of_the_file_does(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    with EntryLog(tmp_path, clock=clock, retention_days=1) as log:
+        for n in range(5):
+            log.append(scan(n))
+        log.ack([1, 2, 3])
+        clock.advance(2 * 86400)
+        assert log.prune() == 3
+        log.append(scan())
+        with EntryLog(tmp_path, read_only=True) as reader:
+            assert log.status().entries == reader.status().entries == 3
 
 
 def test_status_reports_backlog_age_and_disk(tmp_path: Path, clock: FixedClock) -> None:

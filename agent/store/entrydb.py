@@ -1,4 +1,4 @@
-"""The entry log's SQLite file: its schema, and opening it safely.
+"""The entry log's SQLite file: its schema, opening it safely, its checkpoints, its disk floor.
 
 A writer opens it in WAL mode with ``synchronous=FULL`` after ``PRAGMA quick_check``,
 writes one row and fsyncs the folder so the WAL file's name is durable before the first
@@ -11,6 +11,7 @@ Only :mod:`agent.store.entrylog` opens the file.
 from __future__ import annotations
 
 import logging
+import shutil
 import sqlite3
 import threading
 from pathlib import Path
@@ -41,6 +42,7 @@ PRAGMA user_version = 2;
 # daemon checkpoints from its supervisor loop (Checkpointer).
 AUTOCHECKPOINT_PAGES = 10_000
 SCHEMA_VERSION = 2
+ROOM_CHECK_EVERY_S = 1.0  # free disk asked at most this often while above the floor
 
 
 def connect_read_only(path: Path) -> sqlite3.Connection:
@@ -142,6 +144,41 @@ class Checkpointer:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+class DiskFloor:
+    """The free-disk floor under the entry log: below it an append is refused.
+
+    Free space is asked at most once a second while it is above the floor (``statvfs``
+    cost 0.06-0.1 ms of each scan's commit on a busy machine) and at every append while it
+    is below; between two asks a write that does not fit fails in SQLite and is refused
+    all the same.
+    """
+
+    def __init__(self, folder: Path, min_free_bytes: int, clock: Clock) -> None:
+        self._folder = folder
+        self.min_free_bytes = min_free_bytes
+        self._clock = clock
+        self._ok_at: float | None = None  # monotonic time free disk was last above the floor
+
+    def check(self) -> None:
+        """StateError when free disk is below the floor (the scan is then denied)."""
+        mono = self._clock.monotonic()
+        if self._ok_at is not None and 0.0 <= mono - self._ok_at < ROOM_CHECK_EVERY_S:
+            return
+        try:
+            free = shutil.disk_usage(self._folder).free
+        except OSError:
+            return  # cannot tell: let SQLite itself report a failing write
+        if free >= self.min_free_bytes:
+            self._ok_at = mono
+            return
+        self._ok_at = None
+        raise StateError(
+            f"only {free // 1_048_576} MB free under {self._folder} (floor "
+            f"{self.min_free_bytes // 1_048_576} MB): entries cannot be recorded safely, "
+            "so scans are denied; free disk space or let the outbox drain to the centre"
+        )
 
 
 class _Corrupt(sqlite3.DatabaseError):

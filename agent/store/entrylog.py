@@ -11,8 +11,9 @@ removes older ones. Pending rows are never pruned and never dropped.
 
 Full policy (``capacity`` pending rows): keep recording and raise an alarm (status
 ``full``, a log line), because a lost entry is worse than disk use; only when free disk
-falls below ``min_free_bytes`` does ``append`` raise ``StateError`` so the controller
-denies (an entry that cannot be recorded must not open the door).
+falls below ``min_free_bytes`` (``entrydb.DiskFloor``) does ``append`` raise
+``StateError`` so the controller denies (an entry that cannot be recorded must not open
+the door).
 
 Threads: one connection guarded by one lock, so the controller (append) and the sync
 worker (pending/ack) can both call it; each call is one short transaction.
@@ -34,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
 import sqlite3
 import threading
 import uuid
@@ -46,7 +46,7 @@ from agent.core.clock import Clock, SystemClock
 from agent.core.errors import StateError
 from agent.core.timefmt import format_instant
 from agent.store.entries import Entry, OutboxStatus, StoredEvent, entry_from_row
-from agent.store.entrydb import Checkpointer, connect_read_only, open_or_recover
+from agent.store.entrydb import Checkpointer, DiskFloor, connect_read_only, open_or_recover
 from agent.store.files import ensure_dir
 from agent.store.highwater import HighWater, MarkCopy
 from agent.store.logintegrity import CLEAN_KEY, REMEMBER, LogIntegrity
@@ -75,7 +75,6 @@ class EntryLog(LogIntegrity):
         self.path = Path(state_dir) / OUTBOX_FILE
         self.capacity = capacity
         self.retention_s = retention_days * 86400.0
-        self.min_free_bytes = min_free_bytes
         self._clock = clock or SystemClock()
         self._read_only = read_only
         self._lock = threading.RLock()
@@ -88,6 +87,7 @@ class EntryLog(LogIntegrity):
         self._wal_at_open: bool | None = None  # a WAL left by the last run (crash) or not
         self.replay_lost_until = 0.0  # live codes with replay_until <= this are refused
         self._checkpointer = Checkpointer(self.path)
+        self._room = DiskFloor(self.path.parent, min_free_bytes, self._clock)
         if read_only:
             if not self.path.is_file():
                 raise StateError(
@@ -101,6 +101,8 @@ class EntryLog(LogIntegrity):
             self._conn, self._replaced = open_or_recover(self.path, self._clock)
         self._backlog = self._count_pending()
         self._full = self._backlog >= capacity
+        # The writer's own row count: its status() never scans the table under the lock.
+        self._rows = 0 if read_only else self._count_rows()
         if read_only:
             self.replay_lost_until = float(self.info("replay_lost_until") or 0.0)
         else:
@@ -129,7 +131,7 @@ class EntryLog(LogIntegrity):
         ts = self._clock.now() if at is None else at
         entry_id = uuid.uuid4().hex
         with self._lock:
-            self._check_room()
+            self._room.check()
             self._reserve(self._last_seq() + 1)
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -156,20 +158,9 @@ class EntryLog(LogIntegrity):
                     "check the disk and `gate-agent outbox status`"
                 ) from exc
             self._backlog += 1
+            self._rows += 1
             self._note_capacity()
         return Entry(seq, entry_id, ts, record)
-
-    def _check_room(self) -> None:
-        try:
-            free = shutil.disk_usage(self.path.parent).free
-        except OSError:
-            return  # cannot tell: let SQLite itself report a failing write
-        if free < self.min_free_bytes:
-            raise StateError(
-                f"only {free // 1_048_576} MB free under {self.path.parent} (floor "
-                f"{self.min_free_bytes // 1_048_576} MB): entries cannot be recorded safely, "
-                "so scans are denied; free disk space or let the outbox drain to the centre"
-            )
 
     def _note_capacity(self) -> None:
         full = self._backlog >= self.capacity
@@ -285,6 +276,7 @@ class EntryLog(LogIntegrity):
                     (cutoff, batch),
                 )
                 removed += cursor.rowcount
+                self._rows -= cursor.rowcount
             if cursor.rowcount < batch:
                 break
         if removed:
@@ -308,6 +300,10 @@ class EntryLog(LogIntegrity):
             after = rows[-1][0]
 
     @property
+    def min_free_bytes(self) -> int:
+        return self._room.min_free_bytes
+
+    @property
     def backlog(self) -> int:
         return self._backlog
 
@@ -324,7 +320,10 @@ class EntryLog(LogIntegrity):
             row = self._conn.execute(
                 "SELECT seq FROM sqlite_sequence WHERE name = 'entries'"
             ).fetchone()
-            total = self._conn.execute("SELECT count(*) FROM entries").fetchone()[0]
+            # A reader counts (another process writes); the writer keeps its own count, so
+            # a status request never holds the lock a scan's commit waits for over a scan
+            # of the table (tens of ms at the retention's 100k+ rows).
+            total = self._count_rows() if self._read_only else self._rows
         oldest_ts = None if oldest is None else float(oldest[0])
         return OutboxStatus(
             backlog=self._backlog,
@@ -376,6 +375,10 @@ class EntryLog(LogIntegrity):
                     "SELECT count(*) FROM entries WHERE acked_at IS NULL"
                 ).fetchone()[0]
             )
+
+    def _count_rows(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM entries").fetchone()[0])
 
     def _disk_bytes(self) -> int:
         total = 0
