@@ -1,7 +1,8 @@
 """The composition root of ``gate-agent run`` and ``gate-agent demo``.
 
 Builds everything from the config in a safe order (the relay is driven locked before
-anything else), starts the workers, supervises them, and shuts down cleanly: sources
+anything else), starts the workers, supervises them (:mod:`agent.runtime.supervisor`:
+worker restarts, systemd status, WAL checkpoints, pruning), and shuts down cleanly: sources
 stopped, the controller's queue drained, the relay locked, the time floor persisted,
 the offline status published, the stores closed. Like ``agent/runtime/check.py`` it is the only
 place in ``agent/`` that builds ``hw`` objects (imported lazily here).
@@ -27,6 +28,7 @@ from agent.gate.timekeeper import Timekeeper, clock_settings, system_clock_synch
 from agent.protocol.keys import KeyRing, load_keyring
 from agent.runtime.memory import freeze_startup_heap, pin_mmap_threshold
 from agent.runtime.sdnotify import Notifier
+from agent.runtime.supervisor import Supervisor, WatchdogPinger
 from agent.store import EntryLog, Meta, RevocationStore
 from agent.store.highwater import HighWater
 from agent.store.replaylog import LoggedReplays
@@ -38,10 +40,6 @@ if TYPE_CHECKING:  # imported lazily at run time: an offline gate never loads pa
 log = logging.getLogger(__name__)
 
 PinKind = Literal["env", "mock", "native"]
-STATUS_EVERY_S = 5.0
-PRUNE_EVERY_S = 3600.0
-CHECKPOINT_EVERY_S = 5.0  # the entry log's WAL, copied back off the scan path
-SUPERVISE_EVERY_S = 2.0
 
 
 @dataclass
@@ -58,21 +56,6 @@ class DaemonOptions:
     duration_s: float | None = None
     stop_when_source_ends: bool = False
     clock_probe: Callable[[], bool | None] | None = None
-
-
-class WatchdogPinger:
-    """WATCHDOG=1 at most every ``every_s``, called from the controller loop's heartbeat."""
-
-    def __init__(self, notifier: Notifier, every_s: float) -> None:
-        self._notifier = notifier
-        self._every_s = every_s
-        self._last = 0.0
-
-    def __call__(self) -> None:
-        now = time.monotonic()
-        if now - self._last >= self._every_s:
-            self._last = now
-            self._notifier.watchdog()
 
 
 class Daemon:
@@ -188,7 +171,7 @@ class Daemon:
             from hw.preview import FrameTap
 
             self.frame_tap = FrameTap()
-        self.source = self._make_source()
+        self.source = self.make_source()
         if cfg.web.enabled:
             self.web = self._make_web()
             if self.web is not None:
@@ -206,7 +189,7 @@ class Daemon:
                       self.config.web.bind, exc)
             return None
 
-    def _make_source(self) -> CodeSource | None:
+    def make_source(self) -> CodeSource | None:
         source = self._new_source()
         attach = getattr(source, "attach_tap", None)  # camera-like sources only
         if self.frame_tap is not None and attach is not None:
@@ -265,77 +248,9 @@ class Daemon:
         log.info("gate %s/%s ready: %s", cfg.gate.site, cfg.gate.id, self.status_line())
 
     def serve(self, stop: threading.Event) -> int:
-        """Supervise until ``stop`` is set (or the duration / the source ends); exit code."""
-        assert self.controller is not None and self.entry_log is not None
-        started = time.monotonic()
-        last_status = last_prune = last_check = last_checkpoint = started
-        while not stop.wait(0.2):
-            now = time.monotonic()
-            if not self.controller.alive:
-                log.critical("controller loop died: stopping (systemd restarts the gate)")
-                return 1
-            if self.options.duration_s is not None and now - started >= self.options.duration_s:
-                break
-            if self.options.stop_when_source_ends and self._source_done():
-                break
-            if now - last_check >= SUPERVISE_EVERY_S:
-                last_check = now
-                self._supervise()
-            if now - last_status >= STATUS_EVERY_S:
-                last_status = now
-                self.notifier.status(self.status_line())
-            if now - last_checkpoint >= CHECKPOINT_EVERY_S:
-                last_checkpoint = now
-                self._checkpoint()
-            if now - last_prune >= PRUNE_EVERY_S:
-                last_prune = now
-                self._prune()
-        return 0
-
-    def _source_done(self) -> bool:
-        """The clip has played, every scan was handled and the last pulse has ended."""
-        assert self.controller is not None
-        if self.source is None or not self.source.finished.is_set():
-            return False
-        return self.controller.idle and not (self.door is not None and self.door.unlocked)
-
-    def _supervise(self) -> None:
-        """Restart a worker whose thread died; the door stays as the controller left it."""
-        source = self.source
-        if source is not None and self.options.source is None:
-            state = source.status().get("state")
-            if state in ("stopped", "finished", "failed"):
-                log.error("scanner stopped unexpectedly (%s): restarting it", state)
-                try:
-                    source.stop(1.0)
-                    self.source = self._make_source()
-                    assert self.controller is not None and self.source is not None
-                    self.source.start_scans(self.controller.on_scan)
-                except Exception:
-                    log.exception("restarting the scanner failed; retrying later")
-        sync = self.sync
-        if sync is not None and not sync.alive:
-            log.error("sync worker died: restarting it")
-            try:
-                sync.start()
-            except Exception:
-                log.exception("restarting the sync worker failed; retrying later")
-
-    def _checkpoint(self) -> None:
-        assert self.entry_log is not None
-        try:
-            self.entry_log.checkpoint()
-        except Exception as exc:  # busy or locked: the next run (or SQLite's backstop) does it
-            log.warning("checkpointing the entry log failed (%s); retrying later", exc)
-
-    def _prune(self) -> None:
-        assert self.entry_log is not None
-        try:
-            removed = self.entry_log.prune()
-            if removed:
-                log.info("pruned %d acknowledged entries past retention", removed)
-        except Exception:
-            log.exception("pruning the entry log failed")
+        """Supervise until ``stop`` is set (or the duration / the source ends); exit code
+        (:class:`agent.runtime.supervisor.Supervisor`)."""
+        return Supervisor(self).run(stop)
 
     def shutdown(self) -> None:
         """Stop sources, drain the controller, lock, say goodbye, close (idempotent)."""
