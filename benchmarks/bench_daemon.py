@@ -24,7 +24,9 @@ clips' next code is due (every CODE_EVERY frames), as the daemon meets codes; "t
 loop": back to back. Measured on the same machine, the same calls cost 1.4-2.3x more
 paced (decide 0.28 -> 0.60 ms, decode 1.5 -> 2.1 ms): caches and the CPU go cold between
 codes for any program, so the 2x rule is judged against the paced parts (the daemon's
-conditions); the tight-loop ratio is printed beside it, without a target.
+conditions); the tight-loop ratio is printed beside it, without a target. The pure parts
+run in slices, one before the daemon runs and one after each clip, so a busy spell on a
+shared machine weighs on both sides of the comparison.
 
 RSS (separate processes, sampled from /proc): ``gate-agent run`` with the simulated camera
 and with a serial scanner (a pty), both with a loopback Mosquitto when one is installed,
@@ -50,6 +52,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,12 +88,15 @@ def rss_mb(pid: int) -> float | None:
 STAGES = ("frame to controller", "judge", "commit row", "pulse")
 PURE = ("decode", "decide", "commit", "commit2", "fsync", "decode+commit", "decode+commit2")
 CODE_EVERY = 2  # frames: the clips show each code for one frame, then an empty one
+PER_CLIP = 100  # codes per clip: presentations are valid 30 s
 
 
-def latency_run(kind: str, scans: int, fps: float, work: Path, per_clip: int = 100
+def latency_run(kind: str, scans: int, fps: float, work: Path, per_clip: int = 100,
+                between: Callable[[], None] | None = None
                 ) -> tuple[list[float], int, list[tuple[float, ...]]]:
     """Scan-to-unlock ms per grant for ``kind`` "dynamic" or "static", codes read, and each
-    grant's ms per stage (STAGES: capture + decode + queue, judge, commit, relay)."""
+    grant's ms per stage (STAGES: capture + decode + queue, judge, commit, relay).
+    ``between`` runs after each clip (a slice of the pure parts)."""
     kit = make_kit(work / "kit")
     dynamic = kind == "dynamic"
     policy: dict[str, object] = {"on_untrusted_clock": "allow"}
@@ -125,6 +131,8 @@ def latency_run(kind: str, scans: int, fps: float, work: Path, per_clip: int = 1
             scanned += int(daemon.source.status()["codes"]) if daemon.source else 0
         finally:
             daemon.shutdown()
+        if between is not None:
+            between()
         ms += [(pulse - frame) * 1000 for frame, pulse in pairs]
         stages += [tuple((b - a) * 1000 for a, b in itertools.pairwise(t))
                    for t in stamps]
@@ -395,16 +403,23 @@ def main() -> int:
     paced: dict[str, list[float]] = {}
     hot: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
-        # The pure parts in three slices, before, between and after the two daemon runs,
-        # so a busy spell on a shared machine weighs on both sides of the comparison.
-        for step, kind in enumerate(("dynamic", "static", None)):
-            samples = max(70, scans // 3)
+        # The pure parts in slices, one before the daemon runs and one after each of their
+        # clips, so a busy spell on a shared machine weighs on both sides of the comparison.
+        clips = -(-scans // PER_CLIP)
+        samples = max(24, -(-scans // (2 * clips + 1)))
+        slices = itertools.count()
+
+        def pure_slice() -> None:
+            step = next(slices)
             for into, pace in ((hot, False), (paced, True)):
                 work = Path(tmp) / f"pure-{step}-{'paced' if pace else 'hot'}"
                 for name, ms in pure_parts(samples, work, args.fps, pace).items():
                     into.setdefault(name, []).extend(ms)
-            if kind is not None:
-                latencies[kind] = latency_run(kind, scans, args.fps, Path(tmp) / kind)
+
+        pure_slice()
+        for kind in ("dynamic", "static"):
+            latencies[kind] = latency_run(kind, scans, args.fps, Path(tmp) / kind, PER_CLIP,
+                                          pure_slice)
     print()
     print("## scan-to-unlock (frame handed to decoder -> Door.pulse returned), 1280x720, and "
           f"its pure parts (ms); paced = one scan's parts every {CODE_EVERY} frames at "
