@@ -2,7 +2,8 @@
 
 Courier scans and door inputs (hardware threads) go to the *local* queue, which MQTT
 can never fill. Messages from the centre go to the *centre* queue only after
-:class:`Admission` let them in on the paho thread: a size cap per kind, then the full
+:class:`Admission` let them in on the thread that reads the broker (the sync worker,
+which runs paho's network loop): a size cap per kind, then the full
 signature check (type, known ops kid, Ed25519 over the bytes in place), whatever the
 size, so a forged list is gone before the next packet is read and two never coexist.
 Identical payloads already waiting are not queued twice, so replaying one genuine
@@ -80,7 +81,7 @@ REPORTED_REFUSALS = frozenset({"oversize", "malformed", "unknown_key", "bad_sign
 
 
 class Admission:
-    """Size cap and authentication of one centre payload; runs on the paho thread."""
+    """Size cap and authentication of one centre payload; runs on the broker-reading thread."""
 
     def __init__(self, keyring: KeyRing) -> None:
         trusted = keyring.keys()  # a KeyRing, not a dict: keys() lists TrustedKey
@@ -166,7 +167,7 @@ class Inbox:
             return True
 
     def put_centre(self, ev: Inbound) -> str | None:
-        """Admit (paho thread: size, then signature) and queue; None when queued, else
+        """Admit (broker-reading thread: size, then signature) and queue; None when queued, else
         why not: a refusal reason (``oversize``, ``malformed``, ``unknown_key``,
         ``bad_signature``...), ``duplicate`` or ``no_room``."""
         if self._admission is not None:
