@@ -2,7 +2,7 @@
 # Every benchmark, one after the other. Each ends with a targets table (figure, target, the
 # raw library measured in the same run beside it; benchmarks/targets.py) and exits 1 when
 # any figure misses its target; this script goes on and exits 1 naming every benchmark that
-# missed or failed. Takes ~16 minutes on a quiet 2-core machine; --quick passes --quick to each for a smoke run. Not
+# missed or failed. Takes ~19 minutes on a quiet 2-core machine; --quick passes --quick to each for a smoke run. Not
 # part of the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
