@@ -7,7 +7,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +15,11 @@ from agent.sync.broker import broker_settings
 from agent.sync.mailbox import Mailbox
 from agent.sync.service import SyncService
 from tests.broker import Broker
+from tests.daemon_support import wait_until
 from tests.sync_support import Subscriber, backlog, make_outbox
 
 SITE, GATE = "binhai-0001", "north-1"
 CMD = f"gate/v1/{SITE}/{GATE}/cmd"
-
-
-def _until(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def _next(delivered: queue.SimpleQueue[Inbound], kind: str, timeout: float = 10) -> Inbound:
@@ -108,7 +99,8 @@ def test_a_killed_broker_is_noticed_at_once_and_the_gate_reconnects(
         _next(delivered, "connected")
         broker.kill()
         # Seen from the socket, not from a missed ping 30 s later.
-        assert _until(lambda: not sync.connected, 2.0), "the lost connection went unseen"
+        assert wait_until(lambda: not sync.connected, 2.0, step=0.01), \
+            "the lost connection went unseen"
         broker.start()
         _next(delivered, "connected", timeout=20)
         assert sync.connects == 2
@@ -133,7 +125,7 @@ def test_commands_and_a_backlog_share_the_worker_loop(tmp_path: Path, broker: Br
             publisher.publish(CMD, f"cmd-{n}".encode())
         got = [_next(delivered, "cmd").payload for _ in range(20)]
         assert got == [f"cmd-{n}".encode() for n in range(20)]
-        assert _until(lambda: backlog(outbox) == 0, 30), f"{backlog(outbox)} left"
+        assert wait_until(lambda: backlog(outbox) == 0, 30, step=0.01), f"{backlog(outbox)} left"
     finally:
         publisher.close()
         sync.stop()

@@ -24,7 +24,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ from agent.sync.service import SyncService
 from agent.sync.topics import REVOCATIONS_FULL, GateTopics
 from tests.broker import Broker
 from tests.conftest import ROOT, require
+from tests.daemon_support import wait_until
 from tests.sync_support import (
     AckingCentre,
     CentreStore,
@@ -244,15 +245,6 @@ def gate_mqtt(folder: Path, broker: Broker | str, ca: Path, client: Issued | Non
     mqtt = load_config(config).mqtt
     assert mqtt is not None and mqtt.url.startswith("mqtts://")
     return mqtt
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 class TlsGate:
